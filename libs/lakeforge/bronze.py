@@ -1,0 +1,112 @@
+"""Bronze: land raw files in Delta exactly once, losing nothing.
+
+Every value stays a string as it arrived; typing is silver's job. A line that cannot be parsed is
+kept whole in `_corrupt_record`; a column that appears in a later batch becomes a new bronze
+column (schema evolution) instead of a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeforge import tables
+from lakeforge.config import Settings, Source, check_identifier
+
+log = logging.getLogger(__name__)
+
+CORRUPT = "_corrupt_record"
+METADATA_COLUMNS = ("_record_id", "_source_file", "_ingested_at", CORRUPT)
+BRONZE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
+JSON_PAYLOAD = T.MapType(T.StringType(), T.StringType())
+
+
+def raw_schema(source: Source) -> T.StructType:
+    """The schema files are read with: declared columns as strings (+ the corrupt-record column for CSV)."""
+    if source.format == "json":
+        return T.StructType([T.StructField("value", T.StringType())])
+    fields = [T.StructField(name, T.StringType()) for name in source.columns]
+    return T.StructType([*fields, T.StructField(CORRUPT, T.StringType())])
+
+
+def reader_options(source: Source) -> dict[str, str]:
+    if source.format == "json":
+        return {"maxFilesPerTrigger": "64"}
+    return {
+        "header": "true",
+        "mode": "PERMISSIVE",
+        "columnNameOfCorruptRecord": CORRUPT,
+        "enforceSchema": "true",
+        "maxFilesPerTrigger": "64",
+    }
+
+
+def json_keys(lines: DataFrame) -> list[str]:
+    """Every top-level key present in a batch of JSON lines (a small aggregate, not a collect of rows)."""
+    payload = F.from_json("value", JSON_PAYLOAD)
+    keys = lines.select(F.explode(F.map_keys(payload)).alias("key")).distinct().collect()
+    return sorted(row["key"] for row in keys)
+
+
+def parse_json_lines(lines: DataFrame, columns: list[str]) -> DataFrame:
+    """Split JSON lines into string columns; unparseable lines keep their text in `_corrupt_record`."""
+    payload = F.from_json("value", JSON_PAYLOAD)
+    parsed = lines.withColumn("_payload", payload)
+    return parsed.select(
+        *[F.col("_payload").getItem(column).alias(column) for column in columns],
+        F.when(F.col("_payload").isNull(), F.col("value")).alias(CORRUPT),
+        "_source_file",
+    )
+
+
+def add_ingest_metadata(rows: DataFrame) -> DataFrame:
+    """Stamp each row with a stable id and the time it was ingested."""
+    return rows.withColumn("_record_id", tables.row_id(F.col("_source_file"))).withColumn(
+        "_ingested_at", F.current_timestamp()
+    )
+
+
+def to_bronze_rows(batch: DataFrame, source: Source, known_columns: list[str]) -> DataFrame:
+    """Turn a batch of raw file rows into bronze rows, keeping columns that were not declared."""
+    if source.format == "json":
+        declared = list(source.columns)
+        new_columns = [check_identifier(k) for k in json_keys(batch) if k not in declared and k not in known_columns]
+        columns = declared + [c for c in known_columns if c not in declared] + new_columns
+        rows = parse_json_lines(batch, columns)
+    else:
+        rows = batch
+    return add_ingest_metadata(rows)
+
+
+def ingest_source(spark: SparkSession, settings: Settings, name: str) -> None:
+    """Ingest the landing files of one source not seen before into its bronze table."""
+    source = settings.use_case.sources[name]
+    table = settings.table("bronze", name)
+    landing = f"{settings.env.path('landing')}/{settings.use_case.name}/{name}"
+    checkpoint = f"{settings.env.path('checkpoints')}/{settings.use_case.name}/bronze_{name}"
+    started = time.monotonic()
+
+    def handle_batch(batch: DataFrame, batch_id: int) -> None:
+        known = [c for c in spark.read.table(table).columns if not c.startswith("_")] if tables.table_exists(spark, table) else []
+        batch = batch.persist()
+        rows = to_bronze_rows(batch, source, known)
+        tables.append_idempotent(rows, table, app_id=f"bronze:{table}", version=batch_id, properties=BRONZE_PROPERTIES)
+        batch.unpersist()
+        log.info("bronze %s: batch %d landed", name, batch_id)
+
+    tables.stream_files(
+        spark, source.format if source.format == "csv" else "text", f"{landing}/*/part-*",
+        raw_schema(source), reader_options(source), checkpoint, handle_batch,
+    )
+    log.info("bronze %s: up to date in %.1fs", name, time.monotonic() - started)
+
+
+def run(spark: SparkSession, settings: Settings) -> None:
+    """Ingest every source of the use case."""
+    tables.ensure_schema(spark, settings.schema("bronze"))
+    for name in settings.use_case.sources:
+        ingest_source(spark, settings, name)

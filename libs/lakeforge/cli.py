@@ -1,0 +1,124 @@
+"""The `lakeforge` command: generate demo data, run pipeline steps, query tables with SQL."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from typing import Callable
+
+from lakeforge.config import Settings, load_environment, load_settings, load_use_case
+from lakeforge.errors import LakeforgeError
+
+log = logging.getLogger("lakeforge")
+
+
+def _ingest(spark, settings: Settings) -> None:
+    from lakeforge import bronze
+
+    bronze.run(spark, settings)
+
+
+def _silver(spark, settings: Settings) -> None:
+    from lakeforge import silver
+
+    silver.run(spark, settings)
+
+
+def _gold(spark, settings: Settings) -> None:
+    from lakeforge import gold
+
+    gold.run(spark, settings)
+
+
+STEPS: dict[str, Callable] = {"ingest": _ingest, "silver": _silver, "gold": _gold}
+
+
+def run_steps(spark, settings: Settings, step: str) -> None:
+    """Run one step, or every step in order for `all`, logging each one's duration."""
+    names = list(STEPS) if step == "all" else [step]
+    for name in names:
+        started = time.monotonic()
+        log.info("step %s: started", name)
+        STEPS[name](spark, settings)
+        log.info("step %s: done in %.1fs", name, time.monotonic() - started)
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    from lakeforge.datagen import BatchSpec, generate_batch
+    from lakeforge.session import build_spark
+
+    use_case = load_use_case(args.use_case)
+    env = load_environment(args.env)
+    spark = build_spark(env, "lakeforge-generate")
+    for batch in range(args.batch, args.batch + args.batches):
+        manifest = generate_batch(spark, use_case, env.path("landing"), BatchSpec(args.rows, args.seed, batch))
+        for source, counts in manifest.items():
+            log.info("generated %s batch %d: %s", source, batch, counts)
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from lakeforge.session import build_spark, write_spark_defaults
+
+    settings = load_settings(args.use_case, args.env)
+    spark = build_spark(settings.env, f"lakeforge-{args.step}")
+    run_steps(spark, settings, args.step)
+    if settings.env.spark.mode == "local":
+        from lakeforge.config import lakeforge_home
+
+        write_spark_defaults(settings.env, lakeforge_home() / "spark-conf")
+
+
+def _cmd_sql(args: argparse.Namespace) -> None:
+    from lakeforge.session import build_spark
+
+    spark = build_spark(load_environment(args.env), "lakeforge-sql")
+    spark.sql(args.query).show(args.limit, truncate=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lakeforge", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate-data", help="write raw landing files with realistic defects")
+    generate.add_argument("--use-case", required=True)
+    generate.add_argument("--rows", type=int, default=100_000, help="rows of the main feed per batch")
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--batch", type=int, default=0, help="first batch: 0 is history, 1.. are new days")
+    generate.add_argument("--batches", type=int, default=1, help="how many consecutive batches to write")
+    generate.add_argument("--env", default="local")
+    generate.set_defaults(handler=_cmd_generate)
+
+    run = commands.add_parser("run", help="run a pipeline step")
+    run.add_argument("step", choices=[*STEPS, "all"])
+    run.add_argument("--use-case", required=True)
+    run.add_argument("--env", default="local")
+    run.set_defaults(handler=_cmd_run)
+
+    sql = commands.add_parser("sql", help="run Spark SQL against the configured metastore and print a table")
+    sql.add_argument("query")
+    sql.add_argument("--env", default="local")
+    sql.add_argument("--limit", type=int, default=50)
+    sql.set_defaults(handler=_cmd_sql)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    log.propagate = False
+    try:
+        args.handler(args)
+    except LakeforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,283 @@
+"""Typed, validated configuration: one YAML file per use case plus one overlay per environment.
+
+A wrong or missing key fails here, before Spark starts, with the file, the key and what was
+expected. Identifiers that end up in SQL (schemas, tables, columns) are checked against a strict
+pattern so a config file can never inject SQL through a table name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lakeforge.errors import ConfigError
+
+IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+SPARK_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
+ACTIONS = ("warn", "quarantine", "fail")
+DEFAULT_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def conf_dir() -> Path:
+    """The config folder: `LAKEFORGE_CONF` if set, else the repository's `conf/`."""
+    return Path(os.environ.get("LAKEFORGE_CONF", DEFAULT_CONF_DIR))
+
+
+def lakeforge_home() -> Path:
+    """Everything a local run writes lives under this one folder (default `./.lakeforge`)."""
+    return Path(os.environ.get("LAKEFORGE_HOME", ".lakeforge")).resolve()
+
+
+def check_identifier(name: str) -> str:
+    """Return `name` if it is a plain SQL identifier, else raise ValueError."""
+    if not isinstance(name, str) or not IDENTIFIER_PATTERN.match(name):
+        raise ValueError(f"'{name}' is not a valid identifier (letters, digits, underscore; not starting with a digit)")
+    return name
+
+
+def resolve_callable(reference: str) -> Callable[..., Any]:
+    """Import `package.module:function` and return the function."""
+    module_name, _, attr = reference.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"'{reference}' must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"module '{module_name}' cannot be imported ({exc})") from exc
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise ValueError(f"'{module_name}' has no function '{attr}'")
+    return function
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Expectation(_Strict):
+    """One Great Expectations expectation on a silver table, with what to do when it fails."""
+
+    type: str
+    action: Literal["warn", "quarantine", "fail"]
+    column: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("column")
+    @classmethod
+    def _column_is_identifier(cls, value: str | None) -> str | None:
+        return None if value is None else check_identifier(value)
+
+    @model_validator(mode="after")
+    def _known_to_great_expectations(self) -> Expectation:
+        from lakeforge.validation import build_expectation
+
+        build_expectation(self)
+        return self
+
+    @property
+    def name(self) -> str:
+        """A stable, readable name used in quarantine reasons and result tables."""
+        return f"{self.type}:{self.column}" if self.column else self.type
+
+
+class Source(_Strict):
+    """A raw feed landing as files, and the typed silver table it becomes."""
+
+    format: Literal["csv", "json"]
+    key: list[str]
+    event_time: str
+    columns: dict[str, str]
+    expectations: list[Expectation] = Field(default_factory=list)
+
+    @field_validator("key")
+    @classmethod
+    def _keys_are_identifiers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one key column is required")
+        return [check_identifier(v) for v in value]
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_are_typed(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, spark_type in value.items():
+            check_identifier(column)
+            if spark_type not in SPARK_TYPES:
+                raise ValueError(f"column '{column}' has type '{spark_type}', expected one of {', '.join(SPARK_TYPES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_and_time_are_columns(self) -> Source:
+        for column in [*self.key, self.event_time]:
+            if column not in self.columns:
+                raise ValueError(f"'{column}' is used as key or event_time but is not in columns")
+        for expectation in self.expectations:
+            if expectation.column and expectation.column not in self.columns:
+                raise ValueError(f"expectation {expectation.name} names column '{expectation.column}', not in columns")
+        return self
+
+
+class GoldTable(_Strict):
+    """An analyst-facing table computed from silver tables by a named transform."""
+
+    transform: str
+    inputs: list[str]
+
+    @field_validator("transform")
+    @classmethod
+    def _transform_exists(cls, value: str) -> str:
+        resolve_callable(value)
+        return value
+
+
+class UseCase(_Strict):
+    """A data set: its feeds, how to generate demo data, and its gold tables."""
+
+    name: str
+    description: str = ""
+    generator: str
+    sources: dict[str, Source]
+    gold: dict[str, GoldTable] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        return check_identifier(value)
+
+    @field_validator("generator")
+    @classmethod
+    def _generator_exists(cls, value: str) -> str:
+        resolve_callable(value)
+        return value
+
+    @field_validator("sources", "gold")
+    @classmethod
+    def _table_names_are_identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            check_identifier(name)
+        return value
+
+    @model_validator(mode="after")
+    def _gold_inputs_exist(self) -> UseCase:
+        for table_name, table in self.gold.items():
+            for input_name in table.inputs:
+                if input_name not in self.sources:
+                    raise ValueError(f"gold table '{table_name}' reads '{input_name}', which is not a source")
+        return self
+
+
+class SparkSettings(_Strict):
+    """How to get a SparkSession in this environment."""
+
+    mode: Literal["local", "cluster", "databricks"]
+    master: str | None = None
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class Schemas(_Strict):
+    bronze: str = "bronze"
+    silver: str = "silver"
+    gold: str = "gold"
+    ops: str = "ops"
+
+    @field_validator("bronze", "silver", "gold", "ops")
+    @classmethod
+    def _schema_is_identifier(cls, value: str) -> str:
+        return check_identifier(value)
+
+
+class Paths(_Strict):
+    """Folders; relative ones are resolved under LAKEFORGE_HOME."""
+
+    landing: str = "landing"
+    checkpoints: str = "checkpoints"
+    data_docs: str = "reports/data_docs"
+    gx_project: str = "gx"
+    warehouse: str = "warehouse"
+    metastore: str = "metastore"
+
+
+class Environment(_Strict):
+    """Where the jobs run: Spark settings, catalog and schema names, paths."""
+
+    name: str
+    spark: SparkSettings
+    catalog: str | None = None
+    schemas: Schemas = Schemas()
+    paths: Paths = Paths()
+
+    @field_validator("catalog")
+    @classmethod
+    def _catalog_is_identifier(cls, value: str | None) -> str | None:
+        return None if value is None else check_identifier(value)
+
+    def path(self, name: str) -> str:
+        """An absolute path for one of `paths`, resolved under LAKEFORGE_HOME when relative."""
+        raw = getattr(self.paths, name)
+        if "://" in raw or raw.startswith("/"):
+            return raw
+        return str(lakeforge_home() / raw)
+
+
+class Settings(_Strict):
+    """A use case in an environment: everything a job needs."""
+
+    use_case: UseCase
+    env: Environment
+
+    def table(self, layer: str, name: str) -> str:
+        """The fully qualified name of a table: `catalog.schema.table` on Unity Catalog, else `schema.table`."""
+        schema = getattr(self.env.schemas, layer)
+        parts = [self.env.catalog, schema, check_identifier(name)]
+        return ".".join(f"`{part}`" for part in parts if part)
+
+    def schema(self, layer: str) -> str:
+        schema = getattr(self.env.schemas, layer)
+        return ".".join(f"`{part}`" for part in [self.env.catalog, schema] if part)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(str(path), "<file>", "the file does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), "<file>", f"valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "<root>", "a mapping of keys to values")
+    return data
+
+
+def _parse(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "<root>"
+        raise ConfigError(str(path), key, error["msg"]) from exc
+
+
+def load_use_case(name: str, directory: Path | None = None) -> UseCase:
+    """Load and validate `conf/usecases/<name>.yml`."""
+    check_identifier(name)
+    path = (directory or conf_dir()) / "usecases" / f"{name}.yml"
+    return _parse(UseCase, _read_yaml(path), path)
+
+
+def load_environment(name: str, directory: Path | None = None) -> Environment:
+    """Load and validate `conf/envs/<name>.yml`."""
+    check_identifier(name)
+    path = (directory or conf_dir()) / "envs" / f"{name}.yml"
+    data = _read_yaml(path)
+    data.setdefault("name", name)
+    return _parse(Environment, data, path)
+
+
+def load_settings(use_case: str, env: str, directory: Path | None = None) -> Settings:
+    """Load a use case and an environment overlay together."""
+    return Settings(use_case=load_use_case(use_case, directory), env=load_environment(env, directory))

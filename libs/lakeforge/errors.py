@@ -1,0 +1,33 @@
+"""Named exceptions: every error a user can meet says what failed and what to do next."""
+
+from __future__ import annotations
+
+
+class LakeforgeError(Exception):
+    """Base class for errors lakeforge raises on purpose."""
+
+
+class ConfigError(LakeforgeError):
+    """A config file is missing, malformed, or has a wrong or missing key."""
+
+    def __init__(self, file: str, key: str, expected: str) -> None:
+        self.file = file
+        self.key = key
+        self.expected = expected
+        super().__init__(f"{file}: key '{key}': {expected}")
+
+
+class JavaMissingError(LakeforgeError):
+    """Spark needs a Java runtime and none was found."""
+
+
+class ValidationFailed(LakeforgeError):
+    """An expectation whose action is `fail` did not hold; nothing was written."""
+
+
+class AccountingMismatch(LakeforgeError):
+    """Rows read from bronze do not add up to rows merged, quarantined and collapsed."""
+
+
+class TableNotFound(LakeforgeError):
+    """A table a step reads does not exist yet (run the step that writes it first)."""

@@ -1,0 +1,89 @@
+"""The one place a SparkSession is built, for every environment.
+
+- local: `local[*]`, Delta extension and catalog, warehouse and Derby metastore under LAKEFORGE_HOME.
+- cluster: launched by `spark-submit`; the master comes from spark-submit, the rest from here.
+- databricks: the runtime hands us the session; jars and catalogs are never configured there.
+
+Jars come from Maven Central through Spark's own package resolution (`spark.jars.packages`);
+the first run downloads them into the Ivy cache, later runs resolve offline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from lakeforge.config import Environment
+from lakeforge.errors import JavaMissingError
+
+DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.4.0"
+LOCAL_DEFAULTS = {
+    "spark.ui.showConsoleProgress": "true",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.memory": "4g",
+}
+
+
+def require_java() -> None:
+    """Fail with one clear line when no Java runtime is on PATH or JAVA_HOME."""
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and Path(java_home, "bin", "java").exists():
+        return
+    if shutil.which("java") is None:
+        raise JavaMissingError("Java 17 is required by Spark but `java` was not found: install a JDK 17 and put it on PATH")
+
+
+def spark_conf(env: Environment, app_name: str) -> dict[str, str]:
+    """Every Spark setting for a local or cluster session (also written out for spark-sql and beeline)."""
+    warehouse = env.path("warehouse")
+    metastore = env.path("metastore")
+    conf = {
+        "spark.app.name": app_name,
+        "spark.jars.packages": DELTA_PACKAGE,
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": warehouse,
+        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore}/metastore_db;create=true",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={metastore}",
+        "spark.pyspark.python": sys.executable,
+        **LOCAL_DEFAULTS,
+        **env.spark.conf,
+    }
+    if env.spark.mode == "local":
+        conf["spark.master"] = env.spark.master or "local[*]"
+    return conf
+
+
+def build_spark(env: Environment, app_name: str = "lakeforge"):
+    """Return the SparkSession for `env` (imports pyspark lazily so config errors surface first)."""
+    if env.spark.mode == "databricks":
+        from pyspark.sql import SparkSession
+
+        return SparkSession.builder.getOrCreate()
+    require_java()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder
+    for key, value in spark_conf(env, app_name).items():
+        builder = builder.config(key, value)
+    Path(env.path("metastore")).mkdir(parents=True, exist_ok=True)
+    spark = builder.enableHiveSupport().getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def write_spark_defaults(env: Environment, folder: Path) -> Path:
+    """Write `spark-defaults.conf` so `spark-sql`, beeline and the Thrift server see the same metastore."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "spark-defaults.conf"
+    lines = [f"{key} {value}" for key, value in spark_conf(env, "lakeforge-sql").items() if key != "spark.app.name"]
+    target.write_text("\n".join(lines) + "\n")
+    return target

@@ -1,0 +1,194 @@
+"""Silver: typed, validated, deduplicated tables, merged so reruns and late updates are idempotent.
+
+Each run reads what bronze appended since the last silver run (Delta change data feed), types it,
+validates it with Great Expectations, sends failing rows to `<table>_quarantine` with the names of
+what they failed, collapses duplicates (latest record per key wins by event time) and MERGEs the
+rest. Rows read = rows merged + rows quarantined + duplicates collapsed, or the run fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lakeforge import tables, validation
+from lakeforge.bronze import CORRUPT
+from lakeforge.config import Settings, Source
+from lakeforge.errors import AccountingMismatch, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+REASONS = "_quarantine_reasons"
+MALFORMED = "malformed_record"
+AUDIT_TABLE = "run_audit"
+RESULTS_TABLE = "validation_results"
+
+
+@dataclass(frozen=True)
+class SilverCounts:
+    """What one silver run did with the rows it read."""
+
+    rows_read: int
+    rows_merged: int
+    rows_quarantined: int
+    duplicates_collapsed: int
+
+    def balanced(self) -> bool:
+        return self.rows_read == self.rows_merged + self.rows_quarantined + self.duplicates_collapsed
+
+
+def type_columns(bronze_rows: DataFrame, source: Source) -> DataFrame:
+    """Cast the declared string columns to their types and list why a row cannot be typed.
+
+    Adds `_quarantine_reasons`: `malformed_record` for unparseable lines, `cast_failed:<column>`
+    where a value is present but not of the declared type. The values as they arrived stay in `_raw`.
+    """
+    reasons: list[Column] = [F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED))]
+    typed: list[Column] = []
+    for column, spark_type in source.columns.items():
+        raw = F.col(column) if column in bronze_rows.columns else F.lit(None).cast("string")
+        value = F.trim(raw).try_cast(spark_type) if spark_type != "string" else raw
+        typed.append(value.alias(column))
+        if spark_type != "string":
+            reasons.append(F.when(raw.isNotNull() & value.isNull() & F.col(CORRUPT).isNull(), F.lit(f"cast_failed:{column}")))
+    extra = [c for c in bronze_rows.columns if c not in source.columns and not c.startswith("_")]
+    raw_columns = [c for c in bronze_rows.columns if not c.startswith("_")]
+    return bronze_rows.select(
+        *typed,
+        *extra,
+        F.struct(*raw_columns).alias("_raw"),
+        "_record_id",
+        "_source_file",
+        "_ingested_at",
+        CORRUPT,
+        F.filter(F.array(*reasons), lambda r: r.isNotNull()).alias(REASONS),
+    )
+
+
+def add_expectation_failures(typed: DataFrame, failing: dict[str, Column]) -> DataFrame:
+    """Append to `_quarantine_reasons` the name of every quarantine expectation a row fails.
+
+    Only rows that could be typed were validated, so only those are tested against expectations.
+    """
+    typed_ok = F.size(REASONS) == 0
+    reasons = [F.when(typed_ok & condition, F.lit(name)) for name, condition in failing.items()]
+    if not reasons:
+        return typed
+    return typed.withColumn(
+        REASONS, F.concat(F.col(REASONS), F.filter(F.array(*reasons), lambda r: r.isNotNull()))
+    )
+
+
+def latest_per_key(rows: DataFrame, keys: list[str], event_time: str) -> DataFrame:
+    """Keep one row per key, the latest by event time; `_duplicate` marks the others."""
+    order = Window.partitionBy(*keys).orderBy(
+        F.col(event_time).desc_nulls_last(), F.col("_ingested_at").desc(), F.col("_record_id").desc()
+    )
+    return rows.withColumn("_duplicate", F.row_number().over(order) > 1)
+
+
+def quarantine_rows(flagged: DataFrame, run_id: str) -> DataFrame:
+    """Rows that failed, as they arrived (strings), with their reasons and the run that caught them."""
+    return flagged.where(F.size(REASONS) > 0).select(
+        "_raw.*", CORRUPT, REASONS, "_record_id", "_source_file", "_ingested_at", F.lit(run_id).alias("_run_id")
+    )
+
+
+def silver_rows(flagged: DataFrame) -> DataFrame:
+    """Rows that passed, one per key, without bookkeeping columns other than lineage."""
+    return flagged.where((F.size(REASONS) == 0) & ~F.col("_duplicate")).drop(REASONS, CORRUPT, "_duplicate", "_raw")
+
+
+def _last_processed_version(spark: SparkSession, audit: str, bronze: str) -> int:
+    if not tables.table_exists(spark, audit):
+        return -1
+    row = (
+        spark.read.table(audit)
+        .where((F.col("step") == "silver") & (F.col("source_table") == bronze))
+        .agg(F.max("source_end_version"))
+        .first()
+    )
+    return -1 if row[0] is None else int(row[0])
+
+
+def count_outcomes(flagged: DataFrame) -> SilverCounts:
+    """Count read, quarantined, collapsed and merged rows in one pass."""
+    bad = F.size(REASONS) > 0
+    row = flagged.agg(
+        F.count("*").alias("read"),
+        F.sum(bad.cast("int")).alias("quarantined"),
+        F.sum((~bad & F.col("_duplicate")).cast("int")).alias("collapsed"),
+        F.sum((~bad & ~F.col("_duplicate")).cast("int")).alias("merged"),
+    ).first()
+    return SilverCounts(
+        rows_read=row["read"],
+        rows_merged=row["merged"] or 0,
+        rows_quarantined=row["quarantined"] or 0,
+        duplicates_collapsed=row["collapsed"] or 0,
+    )
+
+
+def refine_source(spark: SparkSession, settings: Settings, name: str, validate: bool = True) -> SilverCounts | None:
+    """Bring one silver table up to date with its bronze table. Returns None when there was nothing new."""
+    source = settings.use_case.sources[name]
+    bronze = settings.table("bronze", name)
+    target = settings.table("silver", name)
+    audit = settings.table("ops", AUDIT_TABLE)
+    start = _last_processed_version(spark, audit, bronze) + 1
+    end = tables.table_version(spark, bronze)
+    if end is None or start > end:
+        log.info("silver %s: nothing new in bronze", name)
+        return None
+    started = time.monotonic()
+    run_id = f"silver:{name}:{start}-{end}:{uuid.uuid4().hex[:8]}"
+    typed = type_columns(tables.read_appended_rows(spark, bronze, start, end), source).persist()
+    checked = typed.where(F.size(REASONS) == 0)
+    outcome = None
+    if validate:
+        outcome = validation.validate(
+            checked, source.expectations, f"{settings.use_case.name}_{name}",
+            settings.env.path("gx_project"), settings.env.path("data_docs"), source.key,
+        )
+    quarantine_conditions = outcome.quarantine_conditions() if outcome else {}
+    flagged = latest_per_key(add_expectation_failures(typed, quarantine_conditions), source.key, source.event_time)
+    flagged = flagged.persist()
+    counts = count_outcomes(flagged)
+    if not counts.balanced():
+        raise AccountingMismatch(f"silver {name}: {counts} does not add up; nothing was written")
+    if outcome and outcome.failed_fail_expectations():
+        failed = ", ".join(outcome.failed_fail_expectations())
+        raise ValidationFailed(f"silver {name}: expectations with action 'fail' did not hold: {failed}; nothing was written")
+    tables.insert_new(quarantine_rows(flagged, run_id), settings.table("silver", f"{name}_quarantine"), "_record_id")
+    tables.merge_latest(silver_rows(flagged), target, source.key, source.event_time)
+    if outcome:
+        tables.append_idempotent(
+            outcome.to_rows(spark, run_id), settings.table("ops", RESULTS_TABLE), app_id=f"results:{target}", version=end
+        )
+    audit_row = spark.createDataFrame(
+        [(run_id, "silver", bronze, target, start, end, counts.rows_read, counts.rows_merged,
+          counts.rows_quarantined, counts.duplicates_collapsed, bool(validate))],
+        "run_id string, step string, source_table string, target_table string, source_start_version long, "
+        "source_end_version long, rows_read long, rows_merged long, rows_quarantined long, "
+        "duplicates_collapsed long, validated boolean",
+    ).withColumn("finished_at", F.current_timestamp())
+    tables.append_idempotent(audit_row, audit, app_id=f"audit:{target}", version=end)
+    flagged.unpersist()
+    typed.unpersist()
+    log.info("silver %s: %s in %.1fs", name, counts, time.monotonic() - started)
+    return counts
+
+
+def run(spark: SparkSession, settings: Settings, validate: bool = True) -> dict[str, SilverCounts | None]:
+    """Refine every source; write Data Docs for the validations of this run."""
+    tables.ensure_schema(spark, settings.schema("silver"))
+    tables.ensure_schema(spark, settings.schema("ops"))
+    counts = {name: refine_source(spark, settings, name, validate) for name in settings.use_case.sources}
+    if validate:
+        index = validation.build_data_docs(settings.env.path("gx_project"), settings.env.path("data_docs"))
+        log.info("silver: Data Docs at %s", index)
+    return counts

@@ -1,0 +1,224 @@
+"""Reference use case: customer churn for a subscription business.
+
+Customers have a hidden churn risk that shapes what they do: risky customers order less, spend
+less, stop ordering when they cancel, and write unhappy support tickets. A cancellation becomes
+known (`recorded_at`) two to six weeks after it happens, as churn labels do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakeforge.datagen import BatchSpec, pick, unit_random
+
+START = dt.datetime(2026, 1, 1)
+HISTORY_DAYS = 90
+DAILY_SHARE = 30  # a later batch (one new day) has rows // DAILY_SHARE orders
+CHURN_RISK = 0.7
+PLANS = ["basic", "standard", "premium"]
+PLAN_FEES = {"basic": 9.99, "standard": 19.99, "premium": 39.99}
+COUNTRIES = ["US", "GB", "DE", "FR", "IN", "BR"]
+STATUSES = ["completed", "completed", "completed", "shipped", "cancelled"]
+CHANNELS = ["email", "chat", "phone"]
+UNHAPPY_SUBJECTS = ["cancel my subscription", "charged twice this month", "app keeps crashing", "too expensive"]
+HAPPY_SUBJECTS = ["change my password", "question about premium plan", "update delivery address", "great service"]
+UNHAPPY_BODIES = [
+    "I am very disappointed, the service stopped working again and nobody answered my emails.",
+    "You charged my card twice and I want a refund immediately or I will cancel.",
+    "The app crashes every time I open it. This is unacceptable and I am thinking of leaving.",
+    "Prices went up again. A competitor offers the same for half the price, please close my account.",
+]
+HAPPY_BODIES = [
+    "Could you tell me how to change my password? Thanks for the quick help last time.",
+    "I love the service and would like to know what the premium plan includes.",
+    "Please update my delivery address to the new apartment, everything else is great.",
+    "Just wanted to say the new features are great, keep it up!",
+]
+
+
+def _seconds(days: float) -> int:
+    return int(days * 86400)
+
+
+def _timestamp(offset_seconds: Column) -> Column:
+    return F.timestamp_seconds(F.lit(int(START.replace(tzinfo=dt.timezone.utc).timestamp())) + offset_seconds)
+
+
+def customer_count(rows: int) -> int:
+    return max(50, rows // 10)
+
+
+def _customers(spark: SparkSession, seed: int, count: int) -> DataFrame:
+    idx = F.col("id")
+    risk = unit_random(seed, "risk", idx)
+    plan = pick(PLANS, unit_random(seed, "plan", idx))
+    signup = F.date_sub(F.lit(START.date()), F.floor(unit_random(seed, "signup", idx) * 700).cast("int"))
+    cancel_day = 20 + unit_random(seed, "cancel", idx) * (HISTORY_DAYS + 40)
+    return spark.range(count).select(
+        F.col("id").alias("_idx"),
+        F.format_string("C%07d", idx).alias("customer_id"),
+        F.format_string("user%d@example.com", idx).alias("email"),
+        plan.alias("plan"),
+        pick(COUNTRIES, unit_random(seed, "country", idx)).alias("country"),
+        (18 + F.floor(unit_random(seed, "age", idx) * 60)).cast("int").alias("age"),
+        signup.alias("signup_date"),
+        F.coalesce(*[F.when(plan == p, F.lit(fee)) for p, fee in PLAN_FEES.items()]).alias("monthly_fee"),
+        _timestamp(F.lit(0) - F.floor(unit_random(seed, "upd", idx) * 86400 * 30).cast("long")).alias("updated_at"),
+        risk.alias("_risk"),
+        F.when(risk > CHURN_RISK, _timestamp((cancel_day * 86400).cast("long"))).alias("_cancelled_at"),
+        (14 + F.floor(unit_random(seed, "delay", idx) * 28)).cast("int").alias("_label_delay_days"),
+    )
+
+
+def _orders(spark: SparkSession, seed: int, customers: DataFrame, rows: int, batch: int) -> DataFrame:
+    count = customers.count()
+    day_start, day_length = (0, HISTORY_DAYS) if batch == 0 else (HISTORY_DAYS + batch - 1, 1)
+    new_rows = rows if batch == 0 else max(1, rows // DAILY_SHARE)
+    base = spark.range(new_rows).select(
+        F.col("id").alias("_row"),
+        F.floor(unit_random(seed, f"ocust{batch}", F.col("id")) * count).alias("_idx"),
+        (day_start * 86400 + unit_random(seed, f"ots{batch}", F.col("id")) * day_length * 86400).alias("_offset"),
+        unit_random(seed, f"amt{batch}", F.col("id")).alias("_u"),
+    )
+    joined = base.join(F.broadcast(customers.select("_idx", "customer_id", "_risk", "_cancelled_at")), "_idx")
+    order_ts = _timestamp(F.col("_offset").cast("long"))
+    # Customers who cancelled stop ordering: their orders are squeezed into the time before.
+    cancelled_seconds = F.unix_timestamp("_cancelled_at") - F.lit(int(START.replace(tzinfo=dt.timezone.utc).timestamp()))
+    order_ts = F.when(
+        F.col("_cancelled_at").isNotNull() & (order_ts > F.col("_cancelled_at")),
+        _timestamp((F.col("_offset") * cancelled_seconds / F.lit((day_start + day_length) * 86400)).cast("long")),
+    ).otherwise(order_ts)
+    orders = joined.select(
+        "_row",
+        F.format_string("O%02d%09d", F.lit(batch), F.col("_row")).alias("order_id"),
+        "customer_id",
+        order_ts.alias("order_ts"),
+        F.round(10 + 90 * F.col("_u") * (1.3 - F.col("_risk")), 2).alias("amount"),
+        pick(STATUSES, unit_random(seed, f"st{batch}", F.col("_row"))).alias("status"),
+        order_ts.alias("updated_at"),
+        F.lit(False).alias("_late"),
+    )
+    if batch == 0:
+        return orders
+    orders = orders.withColumn(
+        "coupon_code", F.when(unit_random(seed, f"cp{batch}", F.col("_row")) < 0.2, F.lit("SPRING10"))
+    )
+    # Updates to orders of the history batch: most are refunds that win, some arrive late and lose.
+    updates = spark.range(max(1, new_rows // 10)).select(
+        (F.lit(rows) + F.col("id")).alias("_row"),
+        F.format_string("O00%09d", F.floor(unit_random(seed, f"upd{batch}", F.col("id")) * rows).cast("long")).alias(
+            "order_id"
+        ),
+        (unit_random(seed, f"late{batch}", F.col("id")) < 0.3).alias("_late"),
+    )
+    history = _orders(spark, seed, customers, rows, 0).drop("_row", "_late")
+    late_time = F.timestamp_seconds(F.lit(0))
+    new_time = _timestamp(F.lit(_seconds(HISTORY_DAYS + batch - 1)) + F.lit(3600))
+    updated = updates.join(history, "order_id").select(
+        "_row",
+        "order_id",
+        "customer_id",
+        "order_ts",
+        "amount",
+        F.when(F.col("_late"), F.lit("completed")).otherwise(F.lit("refunded")).alias("status"),
+        F.when(F.col("_late"), late_time).otherwise(new_time).alias("updated_at"),
+        "_late",
+        F.lit(None).cast("string").alias("coupon_code"),
+    )
+    return orders.unionByName(updated)
+
+
+def _tickets(seed: int, orders_like: DataFrame, batch: int) -> DataFrame:
+    u = unit_random(seed, f"tk{batch}", F.col("_row"))
+    unhappy = F.col("_risk") > CHURN_RISK
+    subject = F.when(unhappy, pick(UNHAPPY_SUBJECTS, u)).otherwise(pick(HAPPY_SUBJECTS, u))
+    body = F.when(unhappy, pick(UNHAPPY_BODIES, u)).otherwise(pick(HAPPY_BODIES, u))
+    return orders_like.where(unit_random(seed, f"keep{batch}", F.col("_row")) < 0.1 + 0.4 * F.col("_risk")).select(
+        "_row",
+        F.format_string("T%02d%09d", F.lit(batch), F.col("_row")).alias("ticket_id"),
+        "customer_id",
+        F.col("order_ts").alias("created_at"),
+        pick(CHANNELS, unit_random(seed, f"ch{batch}", F.col("_row"))).alias("channel"),
+        subject.alias("subject"),
+        body.alias("body"),
+    )
+
+
+def generate(spark: SparkSession, spec: BatchSpec) -> dict[str, DataFrame]:
+    """Clean rows of every churn source for one batch (history for batch 0, a new day after)."""
+    count = customer_count(spec.rows)
+    customers = _customers(spark, spec.seed, count).cache()
+    orders = _orders(spark, spec.seed, customers, spec.rows, spec.batch)
+    with_risk = orders.where(~F.col("_late")).join(F.broadcast(customers.select("customer_id", "_risk")), "customer_id")
+    tickets = _tickets(spec.seed, with_risk, spec.batch)
+    known_until = HISTORY_DAYS if spec.batch == 0 else HISTORY_DAYS + spec.batch
+    known_from = 0 if spec.batch == 0 else known_until - 1
+    recorded_at = F.col("_cancelled_at") + F.make_interval(days=F.col("_label_delay_days"))
+    cancellations = customers.where(
+        F.col("_cancelled_at").isNotNull()
+        & (recorded_at >= _timestamp(F.lit(_seconds(known_from))))
+        & (recorded_at < _timestamp(F.lit(_seconds(known_until))))
+    ).select(F.col("_idx").alias("_row"), "customer_id", F.col("_cancelled_at").alias("cancelled_at"), recorded_at.alias("recorded_at"))
+    if spec.batch == 0:
+        customer_rows = customers
+    else:
+        # A few plan changes; a third of them carry an old timestamp and must not win.
+        changed = customers.where(unit_random(spec.seed, f"chg{spec.batch}", F.col("_idx")) < 0.05)
+        late = unit_random(spec.seed, f"chglate{spec.batch}", F.col("_idx")) < 0.33
+        customer_rows = changed.select(
+            *[c for c in changed.columns if c not in ("plan", "updated_at")],
+            pick(PLANS, unit_random(spec.seed, f"newplan{spec.batch}", F.col("_idx"))).alias("plan"),
+            F.when(late, F.timestamp_seconds(F.lit(0))).otherwise(
+                _timestamp(F.lit(_seconds(HISTORY_DAYS + spec.batch - 1)))
+            ).alias("updated_at"),
+            late.alias("_late"),
+        )
+    return {
+        "customers": customer_rows.withColumnRenamed("_idx", "_row").select(
+            "_row", "customer_id", "email", "plan", "country", "age", "signup_date", "monthly_fee", "updated_at",
+            *(["_late"] if "_late" in customer_rows.columns else []),
+        ),
+        "orders": orders,
+        "tickets": tickets,
+        "cancellations": cancellations,
+    }
+
+
+def daily_revenue(orders: DataFrame) -> DataFrame:
+    """Orders and revenue per day, refunds and cancellations excluded from revenue."""
+    counted = F.col("status").isin("completed", "shipped")
+    return (
+        orders.groupBy(F.to_date("order_ts").alias("order_date"))
+        .agg(
+            F.count("*").alias("orders"),
+            F.countDistinct("customer_id").alias("active_customers"),
+            F.round(F.sum(F.when(counted, F.col("amount")).otherwise(0.0)), 2).alias("revenue"),
+        )
+    )
+
+
+def daily_ticket_volume(tickets: DataFrame) -> DataFrame:
+    """Support tickets per day and channel."""
+    return tickets.groupBy(F.to_date("created_at").alias("ticket_date"), "channel").agg(F.count("*").alias("tickets"))
+
+
+def customer_entity(customers: DataFrame, orders: DataFrame, tickets: DataFrame, cancellations: DataFrame) -> DataFrame:
+    """One row per customer: profile, lifetime activity and (once known) cancellation; features start here."""
+    order_stats = orders.groupBy("customer_id").agg(
+        F.count("*").alias("lifetime_orders"),
+        F.round(F.sum("amount"), 2).alias("lifetime_spend"),
+        F.min("order_ts").alias("first_order_at"),
+        F.max("order_ts").alias("last_order_at"),
+    )
+    ticket_stats = tickets.groupBy("customer_id").agg(F.count("*").alias("lifetime_tickets"))
+    labels = cancellations.select("customer_id", "cancelled_at", F.col("recorded_at").alias("cancellation_recorded_at"))
+    return (
+        customers.select("customer_id", "plan", "country", "age", "signup_date", "monthly_fee")
+        .join(order_stats, "customer_id", "left")
+        .join(ticket_stats, "customer_id", "left")
+        .join(labels, "customer_id", "left")
+        .fillna({"lifetime_orders": 0, "lifetime_spend": 0.0, "lifetime_tickets": 0})
+    )

@@ -1,0 +1,27 @@
+"""lakeforge: a Spark batch ML system on Delta Lake."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="lakeforge",
+    version="0.1.0",
+    description="Raw files to scored, monitored predictions on Spark and Delta Lake",
+    python_requires=">=3.11,<3.12",
+    package_dir={"": "libs"},
+    packages=find_packages("libs"),
+    install_requires=[
+        # pyspark-client (pulled by the Airflow Spark provider) must match exactly; its newest 4.1 is 4.1.3.
+        "pyspark==4.1.3",
+        # The delta-spark 4.4.1 jar is not on Maven Central as reached here; 4.4.0 keeps Python and JVM equal.
+        "delta-spark==4.4.0",
+        "great-expectations==1.24.1",
+        "pandas>=2.2,<3",
+        "pyarrow>=15",
+        "pydantic>=2.6,<3",
+        "pyyaml>=6",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "jsonschema>=4.20"],
+    },
+    entry_points={"console_scripts": ["lakeforge=lakeforge.cli:main"]},
+)
