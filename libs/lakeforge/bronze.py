@@ -91,7 +91,11 @@ def ingest_source(spark: SparkSession, settings: Settings, name: str) -> None:
     started = time.monotonic()
 
     def handle_batch(batch: DataFrame, batch_id: int) -> None:
-        known = [c for c in spark.read.table(table).columns if not c.startswith("_")] if tables.table_exists(spark, table) else []
+        known = (
+            [c for c in spark.read.table(table).columns if not c.startswith("_")]
+            if tables.table_exists(spark, table)
+            else []
+        )
         batch = batch.persist()
         rows = to_bronze_rows(batch, source, known)
         tables.append_idempotent(rows, table, app_id=f"bronze:{table}", version=batch_id, properties=BRONZE_PROPERTIES)
@@ -99,8 +103,13 @@ def ingest_source(spark: SparkSession, settings: Settings, name: str) -> None:
         log.info("bronze %s: batch %d landed", name, batch_id)
 
     tables.stream_files(
-        spark, source.format if source.format == "csv" else "text", f"{landing}/*/part-*",
-        raw_schema(source), reader_options(source), checkpoint, handle_batch,
+        spark,
+        source.format if source.format == "csv" else "text",
+        f"{landing}/*/part-*",
+        raw_schema(source),
+        reader_options(source),
+        checkpoint,
+        handle_batch,
     )
     log.info("bronze %s: up to date in %.1fs", name, time.monotonic() - started)
 

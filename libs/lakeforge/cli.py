@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from lakeforge.config import Settings, load_environment, load_settings, load_use_case
 from lakeforge.errors import LakeforgeError

@@ -35,7 +35,9 @@ def require_java() -> None:
     if java_home and Path(java_home, "bin", "java").exists():
         return
     if shutil.which("java") is None:
-        raise JavaMissingError("Java 17 is required by Spark but `java` was not found: install a JDK 17 and put it on PATH")
+        raise JavaMissingError(
+            "Java 17 is required by Spark but `java` was not found: install a JDK 17 and put it on PATH"
+        )
 
 
 def spark_conf(env: Environment, app_name: str) -> dict[str, str]:

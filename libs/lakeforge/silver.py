@@ -55,7 +55,9 @@ def type_columns(bronze_rows: DataFrame, source: Source) -> DataFrame:
         value = F.trim(raw).try_cast(spark_type) if spark_type != "string" else raw
         typed.append(value.alias(column))
         if spark_type != "string":
-            reasons.append(F.when(raw.isNotNull() & value.isNull() & F.col(CORRUPT).isNull(), F.lit(f"cast_failed:{column}")))
+            reasons.append(
+                F.when(raw.isNotNull() & value.isNull() & F.col(CORRUPT).isNull(), F.lit(f"cast_failed:{column}"))
+            )
     extra = [c for c in bronze_rows.columns if c not in source.columns and not c.startswith("_")]
     raw_columns = [c for c in bronze_rows.columns if not c.startswith("_")]
     return bronze_rows.select(
@@ -79,9 +81,7 @@ def add_expectation_failures(typed: DataFrame, failing: dict[str, Column]) -> Da
     reasons = [F.when(typed_ok & condition, F.lit(name)) for name, condition in failing.items()]
     if not reasons:
         return typed
-    return typed.withColumn(
-        REASONS, F.concat(F.col(REASONS), F.filter(F.array(*reasons), lambda r: r.isNotNull()))
-    )
+    return typed.withColumn(REASONS, F.concat(F.col(REASONS), F.filter(F.array(*reasons), lambda r: r.isNotNull())))
 
 
 def latest_per_key(rows: DataFrame, keys: list[str], event_time: str) -> DataFrame:
@@ -151,8 +151,12 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
     outcome = None
     if validate:
         outcome = validation.validate(
-            checked, source.expectations, f"{settings.use_case.name}_{name}",
-            settings.env.path("gx_project"), settings.env.path("data_docs"), source.key,
+            checked,
+            source.expectations,
+            f"{settings.use_case.name}_{name}",
+            settings.env.path("gx_project"),
+            settings.env.path("data_docs"),
+            source.key,
         )
     quarantine_conditions = outcome.quarantine_conditions() if outcome else {}
     flagged = latest_per_key(add_expectation_failures(typed, quarantine_conditions), source.key, source.event_time)
@@ -162,16 +166,34 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
         raise AccountingMismatch(f"silver {name}: {counts} does not add up; nothing was written")
     if outcome and outcome.failed_fail_expectations():
         failed = ", ".join(outcome.failed_fail_expectations())
-        raise ValidationFailed(f"silver {name}: expectations with action 'fail' did not hold: {failed}; nothing was written")
+        raise ValidationFailed(
+            f"silver {name}: expectations with action 'fail' did not hold: {failed}; nothing was written"
+        )
     tables.insert_new(quarantine_rows(flagged, run_id), settings.table("silver", f"{name}_quarantine"), "_record_id")
     tables.merge_latest(silver_rows(flagged), target, source.key, source.event_time)
     if outcome:
         tables.append_idempotent(
-            outcome.to_rows(spark, run_id), settings.table("ops", RESULTS_TABLE), app_id=f"results:{target}", version=end
+            outcome.to_rows(spark, run_id),
+            settings.table("ops", RESULTS_TABLE),
+            app_id=f"results:{target}",
+            version=end,
         )
     audit_row = spark.createDataFrame(
-        [(run_id, "silver", bronze, target, start, end, counts.rows_read, counts.rows_merged,
-          counts.rows_quarantined, counts.duplicates_collapsed, bool(validate))],
+        [
+            (
+                run_id,
+                "silver",
+                bronze,
+                target,
+                start,
+                end,
+                counts.rows_read,
+                counts.rows_merged,
+                counts.rows_quarantined,
+                counts.duplicates_collapsed,
+                bool(validate),
+            )
+        ],
         "run_id string, step string, source_table string, target_table string, source_start_version long, "
         "source_end_version long, rows_read long, rows_merged long, rows_quarantined long, "
         "duplicates_collapsed long, validated boolean",

@@ -7,7 +7,7 @@ and quoted from `Settings.table`, so Unity Catalog and the local metastore diffe
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession

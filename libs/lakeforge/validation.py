@@ -129,7 +129,6 @@ class ValidationOutcome:
 @lru_cache(maxsize=4)
 def _context(project_dir: str, docs_dir: str):
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -164,7 +163,9 @@ def validate(
     asset = datasource.get_asset(table) if table in asset_names else datasource.add_dataframe_asset(name=table)
     batch_names = {b.name for b in asset.batch_definitions}
     batch_definition = (
-        asset.get_batch_definition("whole") if "whole" in batch_names else asset.add_batch_definition_whole_dataframe("whole")
+        asset.get_batch_definition("whole")
+        if "whole" in batch_names
+        else asset.add_batch_definition_whole_dataframe("whole")
     )
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{table}_validation", data=batch_definition, suite=suite)
@@ -189,7 +190,9 @@ def validate(
                 unexpected_count=details.get("unexpected_count"),
                 observed_value=details.get("observed_value"),
                 failing_rows_filter=filter_from_index_query(details.get("unexpected_index_query")),
-                details={k: v for k, v in details.items() if k.startswith("partial_unexpected") or k.endswith("percent")},
+                details={
+                    k: v for k, v in details.items() if k.startswith("partial_unexpected") or k.endswith("percent")
+                },
             )
         )
     return ValidationOutcome(table=table, outcomes=outcomes)

@@ -44,7 +44,7 @@ def _seconds(days: float) -> int:
 
 
 def _timestamp(offset_seconds: Column) -> Column:
-    return F.timestamp_seconds(F.lit(int(START.replace(tzinfo=dt.timezone.utc).timestamp())) + offset_seconds)
+    return F.timestamp_seconds(F.lit(int(START.replace(tzinfo=dt.UTC).timestamp())) + offset_seconds)
 
 
 def customer_count(rows: int) -> int:
@@ -86,7 +86,7 @@ def _orders(spark: SparkSession, seed: int, customers: DataFrame, rows: int, bat
     joined = base.join(F.broadcast(customers.select("_idx", "customer_id", "_risk", "_cancelled_at")), "_idx")
     order_ts = _timestamp(F.col("_offset").cast("long"))
     # Customers who cancelled stop ordering: their orders are squeezed into the time before.
-    cancelled_seconds = F.unix_timestamp("_cancelled_at") - F.lit(int(START.replace(tzinfo=dt.timezone.utc).timestamp()))
+    cancelled_seconds = F.unix_timestamp("_cancelled_at") - F.lit(int(START.replace(tzinfo=dt.UTC).timestamp()))
     order_ts = F.when(
         F.col("_cancelled_at").isNotNull() & (order_ts > F.col("_cancelled_at")),
         _timestamp((F.col("_offset") * cancelled_seconds / F.lit((day_start + day_length) * 86400)).cast("long")),
@@ -161,7 +161,12 @@ def generate(spark: SparkSession, spec: BatchSpec) -> dict[str, DataFrame]:
         F.col("_cancelled_at").isNotNull()
         & (recorded_at >= _timestamp(F.lit(_seconds(known_from))))
         & (recorded_at < _timestamp(F.lit(_seconds(known_until))))
-    ).select(F.col("_idx").alias("_row"), "customer_id", F.col("_cancelled_at").alias("cancelled_at"), recorded_at.alias("recorded_at"))
+    ).select(
+        F.col("_idx").alias("_row"),
+        "customer_id",
+        F.col("_cancelled_at").alias("cancelled_at"),
+        recorded_at.alias("recorded_at"),
+    )
     if spec.batch == 0:
         customer_rows = customers
     else:
@@ -171,14 +176,22 @@ def generate(spark: SparkSession, spec: BatchSpec) -> dict[str, DataFrame]:
         customer_rows = changed.select(
             *[c for c in changed.columns if c not in ("plan", "updated_at")],
             pick(PLANS, unit_random(spec.seed, f"newplan{spec.batch}", F.col("_idx"))).alias("plan"),
-            F.when(late, F.timestamp_seconds(F.lit(0))).otherwise(
-                _timestamp(F.lit(_seconds(HISTORY_DAYS + spec.batch - 1)))
-            ).alias("updated_at"),
+            F.when(late, F.timestamp_seconds(F.lit(0)))
+            .otherwise(_timestamp(F.lit(_seconds(HISTORY_DAYS + spec.batch - 1))))
+            .alias("updated_at"),
             late.alias("_late"),
         )
     return {
         "customers": customer_rows.withColumnRenamed("_idx", "_row").select(
-            "_row", "customer_id", "email", "plan", "country", "age", "signup_date", "monthly_fee", "updated_at",
+            "_row",
+            "customer_id",
+            "email",
+            "plan",
+            "country",
+            "age",
+            "signup_date",
+            "monthly_fee",
+            "updated_at",
             *(["_late"] if "_late" in customer_rows.columns else []),
         ),
         "orders": orders,
@@ -190,13 +203,10 @@ def generate(spark: SparkSession, spec: BatchSpec) -> dict[str, DataFrame]:
 def daily_revenue(orders: DataFrame) -> DataFrame:
     """Orders and revenue per day, refunds and cancellations excluded from revenue."""
     counted = F.col("status").isin("completed", "shipped")
-    return (
-        orders.groupBy(F.to_date("order_ts").alias("order_date"))
-        .agg(
-            F.count("*").alias("orders"),
-            F.countDistinct("customer_id").alias("active_customers"),
-            F.round(F.sum(F.when(counted, F.col("amount")).otherwise(0.0)), 2).alias("revenue"),
-        )
+    return orders.groupBy(F.to_date("order_ts").alias("order_date")).agg(
+        F.count("*").alias("orders"),
+        F.countDistinct("customer_id").alias("active_customers"),
+        F.round(F.sum(F.when(counted, F.col("amount")).otherwise(0.0)), 2).alias("revenue"),
     )
 
 

@@ -1,0 +1,118 @@
+"""Config loads into typed objects, and every mistake names the file, the key and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lakeforge.config import check_identifier, load_environment, load_settings, load_use_case
+from lakeforge.errors import ConfigError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _write_use_case(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load((CONF / "usecases" / "churn.yml").read_text())
+    mutate(data)
+    (tmp_path / "usecases").mkdir()
+    (tmp_path / "usecases" / "churn.yml").write_text(yaml.safe_dump(data))
+    return tmp_path
+
+
+@pytest.mark.parametrize("use_case", ["churn", "maintenance"])
+@pytest.mark.parametrize("env", ["local", "cluster", "databricks"])
+def test_shipped_config_loads(use_case, env):
+    settings = load_settings(use_case, env)
+    assert settings.use_case.name == use_case
+    assert settings.env.spark.mode == env
+
+
+def test_table_names_follow_the_catalog():
+    local = load_settings("churn", "local")
+    databricks = load_settings("churn", "databricks")
+    assert local.table("gold", "daily_revenue") == "`gold`.`daily_revenue`"
+    assert databricks.table("gold", "daily_revenue") == "`lakeforge`.`gold`.`daily_revenue`"
+
+
+def _drop_event_time(data):
+    del data["sources"]["orders"]["event_time"]
+
+
+def _bad_type(data):
+    data["sources"]["orders"]["columns"]["amount"] = "money"
+
+
+def _injection(data):
+    data["sources"]["orders; DROP TABLE x"] = data["sources"].pop("orders")
+
+
+def _unknown_expectation(data):
+    data["sources"]["orders"]["expectations"][0]["type"] = "expect_column_values_to_be_purple"
+
+
+def _bad_action(data):
+    data["sources"]["orders"]["expectations"][0]["action"] = "ignore"
+
+
+def _missing_transform(data):
+    data["gold"]["daily_revenue"]["transform"] = "lakeforge.usecases.churn:no_such_function"
+
+
+def _unknown_input(data):
+    data["gold"]["daily_revenue"]["inputs"] = ["payments"]
+
+
+def _typo_key(data):
+    data["sources"]["orders"]["colums"] = data["sources"]["orders"].pop("columns")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "message"),
+    [
+        (_drop_event_time, "sources.orders.event_time", "Field required"),
+        (_bad_type, "sources.orders.columns", "has type 'money'"),
+        (_injection, "sources", "not a valid identifier"),
+        (_unknown_expectation, "sources.orders.expectations.0", "not a Great Expectations expectation"),
+        (_bad_action, "sources.orders.expectations.0.action", "'warn', 'quarantine' or 'fail'"),
+        (_missing_transform, "gold.daily_revenue.transform", "no function 'no_such_function'"),
+        (_unknown_input, "<root>", "reads 'payments', which is not a source"),
+        (_typo_key, "sources.orders.columns", "Field required"),
+    ],
+)
+def test_config_errors_name_file_key_and_expectation(tmp_path, mutate, key, message):
+    directory = _write_use_case(tmp_path, mutate)
+    with pytest.raises(ConfigError) as error:
+        load_use_case("churn", directory)
+    assert error.value.file == str(directory / "usecases" / "churn.yml")
+    assert error.value.key == key
+    assert message in error.value.expected
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_environment("nowhere", tmp_path)
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "broken.yml").write_text("spark: [unclosed\n")
+    with pytest.raises(ConfigError, match="valid YAML"):
+        load_environment("broken", tmp_path)
+
+
+def test_environment_rejects_unknown_spark_mode(tmp_path):
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "odd.yml").write_text("spark: {mode: kubernetes}\n")
+    with pytest.raises(ConfigError) as error:
+        load_environment("odd", tmp_path)
+    assert error.value.key == "spark.mode"
+
+
+@pytest.mark.parametrize("name", ["gold", "_x1", "daily_revenue"])
+def test_identifiers_accepted(name):
+    assert check_identifier(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "1abc", "a-b", "a.b", "x`y", "t; DROP TABLE y", "a b"])
+def test_identifiers_rejected(name):
+    with pytest.raises(ValueError):
+        check_identifier(name)

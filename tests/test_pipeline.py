@@ -1,0 +1,208 @@
+"""End to end on tiny data: generate -> bronze -> silver -> gold, then reruns and a new batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakeforge import bronze, gold, silver, tables
+from lakeforge.config import Expectation, Settings, load_use_case
+from lakeforge.datagen import BatchSpec, generate_batch
+from lakeforge.errors import ValidationFailed
+
+ROWS = 600
+
+
+def _landed_lines(settings: Settings, source: str, batches=None) -> list[str]:
+    folder = Path(settings.env.path("landing")) / settings.use_case.name / source
+    lines: list[str] = []
+    for part in sorted(folder.glob("batch_*/part-*")):
+        if batches is not None and int(part.parent.name.split("_")[1]) not in batches:
+            continue
+        content = part.read_text().splitlines()
+        lines += content[1:] if settings.use_case.sources[source].format == "csv" else content
+    return lines
+
+
+def _manifest(settings: Settings, source: str) -> dict[str, int]:
+    folder = Path(settings.env.path("landing")) / settings.use_case.name / source
+    total: dict[str, int] = {}
+    for path in folder.glob("batch_*/_manifest.json"):
+        for key, value in json.loads(path.read_text()).items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+@pytest.fixture(scope="module")
+def medallion(spark, tmp_path_factory, environment_for) -> Settings:
+    settings = Settings(use_case=load_use_case("churn"), env=environment_for(tmp_path_factory.mktemp("e2e"), "e2e"))
+    for batch in (0, 1):
+        generate_batch(spark, settings.use_case, settings.env.path("landing"), BatchSpec(ROWS, 11, batch))
+    bronze.run(spark, settings)
+    silver.run(spark, settings)
+    gold.run(spark, settings)
+    return settings
+
+
+def _table(spark, settings: Settings, layer: str, name: str):
+    return spark.read.table(settings.table(layer, name))
+
+
+@pytest.mark.parametrize("source", ["customers", "orders", "tickets", "cancellations"])
+def test_bronze_keeps_every_landed_line(spark, medallion, source):
+    lines = _landed_lines(medallion, source)
+    rows = _table(spark, medallion, "bronze", source)
+    assert rows.count() == len(lines)
+    if medallion.use_case.sources[source].format == "json":
+        malformed = sorted(line for line in lines if not _is_json(line))
+        kept = sorted(r[0] for r in rows.where(F.col(bronze.CORRUPT).isNotNull()).select(bronze.CORRUPT).collect())
+        assert kept == malformed
+
+
+def _is_json(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def test_new_column_in_later_batch_is_kept(spark, medallion):
+    assert "coupon_code" in _table(spark, medallion, "bronze", "orders").columns
+    silver_orders = _table(spark, medallion, "silver", "orders")
+    assert silver_orders.where(F.col("coupon_code") == "SPRING10").count() > 0
+    assert silver_orders.where(F.col("order_id").startswith("O00")).where(F.col("coupon_code").isNotNull()).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "reasons"),
+    [
+        (
+            "orders",
+            {
+                "malformed": "malformed_record",
+                "wrong_type": "cast_failed:amount",
+                "null_key": "expect_column_values_to_not_be_null:order_id",
+                "out_of_range": "expect_column_values_to_be_between:amount",
+            },
+        ),
+        (
+            "customers",
+            {
+                "malformed": "malformed_record",
+                "wrong_type": "cast_failed:age",
+                "null_key": "expect_column_values_to_not_be_null:customer_id",
+            },
+        ),
+        ("tickets", {"malformed": "malformed_record", "null_key": "expect_column_values_to_not_be_null:ticket_id"}),
+    ],
+)
+def test_every_defect_is_quarantined_with_its_reason(spark, medallion, source, reasons):
+    manifest = _manifest(medallion, source)
+    quarantine = _table(spark, medallion, "silver", f"{source}_quarantine")
+    found = {
+        r["reason"]: r["n"]
+        for r in quarantine.select(F.explode(silver.REASONS).alias("reason"))
+        .groupBy("reason")
+        .agg(F.count("*").alias("n"))
+        .collect()
+    }
+    for defect, reason in reasons.items():
+        assert manifest[defect] > 0, f"the generator injected no {defect} into {source}"
+        assert found.get(reason, 0) == manifest[defect], (defect, reason, found)
+
+
+def test_quarantine_keeps_values_as_they_arrived(spark, medallion):
+    quarantine = _table(spark, medallion, "silver", "orders_quarantine")
+    wrong = (
+        quarantine.where(F.array_contains(silver.REASONS, "cast_failed:amount")).select("amount").distinct().collect()
+    )
+    assert [r[0] for r in wrong] == ["not-a-number"]
+    assert quarantine.where(F.col("_source_file").isNull() | F.col("_run_id").isNull()).count() == 0
+
+
+def test_silver_has_one_row_per_key_and_late_updates_lose(spark, medallion):
+    orders = _table(spark, medallion, "silver", "orders")
+    assert orders.count() == orders.select("order_id").distinct().count()
+    assert orders.where(F.year("updated_at") == 1970).count() == 0
+    assert orders.where(F.col("status") == "refunded").count() > 0
+    customers = _table(spark, medallion, "silver", "customers")
+    assert customers.where(F.year("updated_at") == 1970).count() == 0
+    assert dict(orders.dtypes)["amount"] == "double" and dict(orders.dtypes)["updated_at"] == "timestamp"
+
+
+def test_accounting_adds_up_and_covers_bronze(spark, medallion):
+    audit = _table(spark, medallion, "ops", "run_audit").collect()
+    assert {r["target_table"] for r in audit} == {medallion.table("silver", s) for s in medallion.use_case.sources}
+    for row in audit:
+        assert row["rows_read"] == row["rows_merged"] + row["rows_quarantined"] + row["duplicates_collapsed"]
+        source = row["target_table"].split(".")[-1].strip("`")
+        assert row["rows_read"] == _table(spark, medallion, "bronze", source).count()
+        assert row["rows_merged"] >= _table(spark, medallion, "silver", source).count()
+
+
+def test_gx_counts_match_rows_tagged_in_quarantine(spark, medallion):
+    results = _table(spark, medallion, "ops", "validation_results").where(F.col("action") == "quarantine").collect()
+    assert results
+    for result in results:
+        source = result["table_name"].removeprefix("churn_")
+        quarantine = _table(spark, medallion, "silver", f"{source}_quarantine")
+        tagged = quarantine.where(F.array_contains(silver.REASONS, result["expectation"])).count()
+        assert tagged == result["unexpected_count"], result["expectation"]
+
+
+def test_data_docs_rendered(medallion):
+    index = Path(medallion.env.path("data_docs")) / "index.html"
+    assert "churn_orders" in index.read_text()
+
+
+def test_gold_agrees_with_silver(spark, medallion):
+    orders = _table(spark, medallion, "silver", "orders")
+    expected = orders.where(F.col("status").isin("completed", "shipped")).agg(F.sum("amount")).first()[0]
+    revenue = _table(spark, medallion, "gold", "daily_revenue").agg(F.sum("revenue")).first()[0]
+    assert revenue == pytest.approx(expected, abs=0.05)
+    entity = _table(spark, medallion, "gold", "customer_entity")
+    assert entity.count() == _table(spark, medallion, "silver", "customers").count()
+    churned = entity.where(F.col("cancelled_at").isNotNull()).count()
+    assert churned == _table(spark, medallion, "silver", "cancellations").count()
+
+
+def _versions(spark, settings: Settings) -> dict[str, int | None]:
+    names = [("bronze", s) for s in settings.use_case.sources] + [("silver", s) for s in settings.use_case.sources]
+    names += [("silver", f"{s}_quarantine") for s in settings.use_case.sources] + [("ops", "run_audit")]
+    return {f"{layer}.{name}": tables.table_version(spark, settings.table(layer, name)) for layer, name in names}
+
+
+def test_rerun_changes_nothing_then_a_new_batch_is_incremental(spark, medallion):
+    before = _versions(spark, medallion)
+    bronze.run(spark, medallion)
+    assert silver.run(spark, medallion, validate=True) == {s: None for s in medallion.use_case.sources}
+    assert _versions(spark, medallion) == before
+
+    generate_batch(spark, medallion.use_case, medallion.env.path("landing"), BatchSpec(ROWS, 11, 2))
+    bronze.run(spark, medallion)
+    counts = silver.run(spark, medallion)
+    assert counts["orders"].rows_read == len(_landed_lines(medallion, "orders", batches={2}))
+    orders = _table(spark, medallion, "silver", "orders")
+    assert orders.count() == orders.select("order_id").distinct().count()
+
+
+def test_fail_expectation_stops_before_writing(spark, tmp_path, environment_for):
+    use_case = load_use_case("churn")
+    cancellations = use_case.sources["cancellations"].model_copy(
+        update={
+            "expectations": [
+                Expectation(type="expect_table_row_count_to_be_between", action="fail", kwargs={"max_value": 1}),
+            ]
+        }
+    )
+    use_case = use_case.model_copy(update={"sources": {"cancellations": cancellations}, "gold": {}})
+    settings = Settings(use_case=use_case, env=environment_for(tmp_path, "failing"))
+    generate_batch(spark, load_use_case("churn"), settings.env.path("landing"), BatchSpec(ROWS, 11, 0))
+    bronze.run(spark, settings)
+    with pytest.raises(ValidationFailed, match="expect_table_row_count_to_be_between"):
+        silver.run(spark, settings)
+    for layer, name in [("silver", "cancellations"), ("silver", "cancellations_quarantine"), ("ops", "run_audit")]:
+        assert not tables.table_exists(spark, settings.table(layer, name))

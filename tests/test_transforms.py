@@ -1,0 +1,167 @@
+"""Pure transforms on small inline DataFrames, compared by content."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from lakeforge import bronze, silver
+from lakeforge.config import Expectation, Source
+from lakeforge.usecases import churn
+from lakeforge.validation import filter_from_index_query
+
+ORDERS = Source(
+    format="json",
+    key=["order_id"],
+    event_time="updated_at",
+    columns={"order_id": "string", "amount": "double", "updated_at": "timestamp"},
+    expectations=[
+        Expectation(type="expect_column_values_to_not_be_null", column="order_id", action="quarantine"),
+        Expectation(
+            type="expect_column_values_to_be_between",
+            column="amount",
+            action="quarantine",
+            kwargs={"min_value": 0, "max_value": 100},
+        ),
+    ],
+)
+
+
+def _bronze_rows(spark, rows):
+    columns = ["order_id", "amount", "updated_at", "_corrupt_record", "_record_id", "_source_file", "_ingested_at"]
+    return spark.createDataFrame(rows, columns).withColumn("_ingested_at", F.col("_ingested_at").cast("timestamp"))
+
+
+def test_parse_json_lines_keeps_new_keys_and_malformed_text(spark):
+    lines = spark.createDataFrame(
+        [('{"order_id": "O1", "amount": 12.5, "coupon": "X"}', "f1"), ('{"order_id": "O2", "amo', "f1")],
+        ["value", "_source_file"],
+    )
+    keys = bronze.json_keys(lines)
+    assert keys == ["amount", "coupon", "order_id"]
+    parsed = bronze.parse_json_lines(lines, ["order_id", "amount", "coupon"])
+    assert [tuple(r) for r in parsed.orderBy("_source_file", "order_id").collect()] == [
+        (None, None, None, '{"order_id": "O2", "amo', "f1"),
+        ("O1", "12.5", "X", None, "f1"),
+    ]
+
+
+def test_to_bronze_rows_adds_new_column_once(spark):
+    lines = spark.createDataFrame(
+        [('{"order_id": "O1", "amount": 1, "updated_at": "2026-01-01", "coupon": "C"}', "f")], ["value", "_source_file"]
+    )
+    rows = bronze.to_bronze_rows(lines, ORDERS, known_columns=["order_id", "amount", "updated_at"])
+    assert rows.columns[:4] == ["order_id", "amount", "updated_at", "coupon"]
+    assert set(bronze.METADATA_COLUMNS) <= set(rows.columns)
+
+
+def test_type_columns_explains_rows_it_cannot_type(spark):
+    rows = _bronze_rows(
+        spark,
+        [
+            ("O1", "12.5", "2026-01-01 10:00:00", None, "r1", "f", "2026-01-02"),
+            ("O2", "twelve", "2026-01-01 10:00:00", None, "r2", "f", "2026-01-02"),
+            (None, None, None, '{"order_id": "O3"', "r3", "f", "2026-01-02"),
+            ("O4", None, "yesterday", None, "r4", "f", "2026-01-02"),
+        ],
+    )
+    typed = silver.type_columns(rows, ORDERS)
+    result = {r["_record_id"]: (r["amount"], r[silver.REASONS], r["_raw"]["amount"]) for r in typed.collect()}
+    assert result == {
+        "r1": (12.5, [], "12.5"),
+        "r2": (None, ["cast_failed:amount"], "twelve"),
+        "r3": (None, ["malformed_record"], None),
+        "r4": (None, ["cast_failed:updated_at"], None),
+    }
+
+
+def test_latest_record_per_key_wins_by_event_time(spark):
+    rows = spark.createDataFrame(
+        [
+            ("O1", "new", dt.datetime(2026, 1, 2), dt.datetime(2026, 1, 1), "a"),
+            ("O1", "late-old", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 5), "b"),
+            ("O2", "only", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1), "c"),
+            ("O3", "dup", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1), "d"),
+            ("O3", "dup", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1), "e"),
+        ],
+        ["order_id", "status", "updated_at", "_ingested_at", "_record_id"],
+    )
+    flagged = silver.latest_per_key(rows, ["order_id"], "updated_at")
+    kept = {(r["order_id"], r["status"], r["_record_id"]) for r in flagged.where(~F.col("_duplicate")).collect()}
+    assert kept == {("O1", "new", "a"), ("O2", "only", "c"), ("O3", "dup", "e")}
+
+
+def test_expectation_failures_only_tag_typed_rows(spark):
+    rows = spark.createDataFrame(
+        [("r1", -5.0, []), ("r2", 5.0, []), ("r3", None, ["malformed_record"])],
+        f"_record_id string, amount double, {silver.REASONS} array<string>",
+    )
+    tagged = silver.add_expectation_failures(rows, {"between:amount": F.col("amount") < 0})
+    expected = spark.createDataFrame(
+        [("r1", -5.0, ["between:amount"]), ("r2", 5.0, []), ("r3", None, ["malformed_record"])],
+        f"_record_id string, amount double, {silver.REASONS} array<string>",
+    )
+    assert_df_equality(tagged, expected, ignore_row_order=True)
+
+
+def test_counts_add_up(spark):
+    flagged = spark.createDataFrame(
+        [(["x"], False), ([], False), ([], True), ([], True), (["y"], True)],
+        f"{silver.REASONS} array<string>, _duplicate boolean",
+    )
+    counts = silver.count_outcomes(flagged)
+    assert counts == silver.SilverCounts(rows_read=5, rows_merged=1, rows_quarantined=2, duplicates_collapsed=2)
+    assert counts.balanced()
+    assert not silver.SilverCounts(5, 1, 1, 1).balanced()
+
+
+@pytest.mark.parametrize(
+    ("query", "condition"),
+    [
+        ("df.filter(F.expr('NOT (a IS NOT NULL)'))", "NOT (a IS NOT NULL)"),
+        (
+            "df.filter(F.expr(\"(p IS NOT NULL) AND (NOT (p IN ('x', 'y')))\"))",
+            "(p IS NOT NULL) AND (NOT (p IN ('x', 'y')))",
+        ),
+        ("__import__('os').system('echo no')", None),
+        (None, None),
+        ("not python", None),
+    ],
+)
+def test_filter_from_index_query_never_evaluates_code(query, condition):
+    assert filter_from_index_query(query) == condition
+
+
+def test_daily_revenue_excludes_refunds(spark):
+    orders = spark.createDataFrame(
+        [
+            ("O1", "C1", dt.datetime(2026, 1, 1, 9), 10.0, "completed"),
+            ("O2", "C2", dt.datetime(2026, 1, 1, 18), 20.0, "refunded"),
+            ("O3", "C1", dt.datetime(2026, 1, 2, 9), 5.5, "shipped"),
+        ],
+        ["order_id", "customer_id", "order_ts", "amount", "status"],
+    )
+    expected = spark.createDataFrame(
+        [(dt.date(2026, 1, 1), 2, 2, 10.0), (dt.date(2026, 1, 2), 1, 1, 5.5)],
+        "order_date date, orders long, active_customers long, revenue double",
+    )
+    assert_df_equality(churn.daily_revenue(orders), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_customer_entity_keeps_customers_without_activity(spark):
+    customers = spark.createDataFrame(
+        [("C1", "basic", "US", 30, dt.date(2025, 1, 1), 9.99), ("C2", "premium", "DE", 40, dt.date(2025, 2, 1), 39.99)],
+        ["customer_id", "plan", "country", "age", "signup_date", "monthly_fee"],
+    )
+    orders = spark.createDataFrame([("C1", dt.datetime(2026, 1, 1), 10.0)], ["customer_id", "order_ts", "amount"])
+    tickets = spark.createDataFrame([("C2",)], ["customer_id"])
+    cancellations = spark.createDataFrame(
+        [("C2", dt.datetime(2026, 2, 1), dt.datetime(2026, 3, 1))], ["customer_id", "cancelled_at", "recorded_at"]
+    )
+    rows = {r["customer_id"]: r for r in churn.customer_entity(customers, orders, tickets, cancellations).collect()}
+    assert (rows["C1"]["lifetime_orders"], rows["C1"]["lifetime_spend"], rows["C1"]["lifetime_tickets"]) == (1, 10.0, 0)
+    assert (rows["C2"]["lifetime_orders"], rows["C2"]["lifetime_tickets"]) == (0, 1)
+    assert rows["C2"]["cancelled_at"] == dt.datetime(2026, 2, 1) and rows["C1"]["cancelled_at"] is None
