@@ -31,3 +31,7 @@ class AccountingMismatch(LakeforgeError):
 
 class TableNotFound(LakeforgeError):
     """A table a step reads does not exist yet (run the step that writes it first)."""
+
+
+class OrphanedTableError(LakeforgeError):
+    """A table's folder holds Delta data the metastore does not know about."""

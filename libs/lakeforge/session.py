@@ -89,3 +89,15 @@ def write_spark_defaults(env: Environment, folder: Path) -> Path:
     lines = [f"{key} {value}" for key, value in spark_conf(env, "lakeforge-sql").items() if key != "spark.app.name"]
     target.write_text("\n".join(lines) + "\n")
     return target
+
+
+def resolve_jars() -> None:
+    """Start and stop a local session once, so Spark downloads the jars into its Ivy cache."""
+    from lakeforge.config import load_environment
+
+    build_spark(load_environment("local"), "lakeforge-resolve-jars").stop()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--resolve-jars"]:
+        resolve_jars()

@@ -13,7 +13,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge.errors import TableNotFound
+from lakeforge.errors import OrphanedTableError, TableNotFound
 
 
 def ensure_schema(spark: SparkSession, schema: str) -> None:
@@ -53,9 +53,39 @@ def read_appended_rows(spark: SparkSession, table: str, start_version: int, end_
     )
 
 
+def _managed_location(spark: SparkSession, table: str) -> str | None:
+    """Where the metastore would put `table` if it were created as a managed table."""
+    *schema, name = table.split(".")
+    rows = spark.sql(f"DESCRIBE SCHEMA EXTENDED {'.'.join(schema)}").collect()
+    location = next((r[1] for r in rows if r[0] == "Location"), None)
+    return f"{location.rstrip('/')}/{name.strip('`').lower()}" if location else None
+
+
+def clear_orphaned_create(spark: SparkSession, table: str) -> None:
+    """Remove what a driver killed inside CREATE TABLE left behind, so the create can run again.
+
+    Delta commits a managed table's first version before the metastore registers it; a crash in
+    between leaves a log that only says CREATE TABLE, invisible to every reader. Anything more than
+    that is real data and is never deleted: the error says how to register it instead.
+    """
+    location = _managed_location(spark, table)
+    if location is None or not DeltaTable.isDeltaTable(spark, location):
+        return
+    operations = [r[0] for r in DeltaTable.forPath(spark, location).history().select("operation").collect()]
+    if operations != ["CREATE TABLE"] or DeltaTable.forPath(spark, location).toDF().limit(1).count():
+        raise OrphanedTableError(
+            f"{table} is not in the metastore but {location} holds a Delta table with history {operations}: "
+            f"register it with CREATE TABLE {table} USING DELTA LOCATION '{location}', or move it away"
+        )
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
+
+
 def _create_if_missing(spark: SparkSession, table: str, df: DataFrame, properties: dict[str, str]) -> None:
     if table_exists(spark, table):
         return
+    clear_orphaned_create(spark, table)
     builder = DeltaTable.createIfNotExists(spark).tableName(table).addColumns(df.schema)
     for key, value in properties.items():
         builder = builder.property(key, value)
@@ -112,6 +142,7 @@ def insert_new(df: DataFrame, table: str, id_column: str) -> None:
 
 def overwrite(df: DataFrame, table: str) -> None:
     """Replace a table's contents in one Delta transaction (readers see the old or the new, never half)."""
+    _create_if_missing(df.sparkSession, table, df, {})
     df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").saveAsTable(table)
 
 

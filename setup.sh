@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install lakeforge into .venv (Python 3.11 + Java 17 needed). `--dev` adds the test and lint tools.
+# The Delta jars are resolved from Maven Central into the local Ivy cache once; later runs are offline.
+set -euo pipefail
+
+if ! command -v java >/dev/null 2>&1 && [ ! -x "${JAVA_HOME:-/nonexistent}/bin/java" ]; then
+  echo "error: Java 17 is required by Spark but 'java' was not found on PATH or in JAVA_HOME; install a JDK 17 (for example: apt-get install openjdk-17-jdk-headless) and rerun." >&2
+  exit 1
+fi
+
+cd "$(dirname "$0")"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "error: Python 3.11 is required ('$PYTHON' is $("$PYTHON" -V 2>&1)); set PYTHON=/path/to/python3.11 and rerun." >&2
+  exit 1
+fi
+
+extras=""
+[ "${1:-}" = "--dev" ] && extras="[dev]"
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras}"
+.venv/bin/python -m lakeforge.session --resolve-jars
+echo "lakeforge is installed in .venv"

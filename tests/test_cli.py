@@ -1,0 +1,51 @@
+"""The command line: clear errors before Spark starts, and the setup script's Java check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _lakeforge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lakeforge.cli", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_unknown_use_case_names_the_missing_file():
+    result = _lakeforge("run", "all", "--use-case", "no_such_case")
+    assert result.returncode == 2
+    assert "usecases/no_such_case.yml" in result.stderr and "does not exist" in result.stderr
+
+
+def test_bad_config_fails_before_spark_starts(tmp_path):
+    (tmp_path / "usecases").mkdir()
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "usecases" / "broken.yml").write_text("name: broken\ngenerator: x:y\nsources: {}\n")
+    (tmp_path / "envs" / "local.yml").write_text((REPO / "conf" / "envs" / "local.yml").read_text())
+    result = _lakeforge("run", "ingest", "--use-case", "broken", env={**os.environ, "LAKEFORGE_CONF": str(tmp_path)})
+    assert result.returncode == 2
+    assert f"{tmp_path}/usecases/broken.yml: key 'generator'" in result.stderr
+    assert "Ivy" not in result.stderr and "SparkContext" not in result.stderr
+
+
+def test_missing_java_is_one_clear_line(tmp_path):
+    env = {"PATH": str(tmp_path), "HOME": os.environ.get("HOME", "/root"), "LAKEFORGE_HOME": str(tmp_path / "home")}
+    result = _lakeforge("run", "ingest", "--use-case", "churn", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: Java 17 is required by Spark but `java` was not found: install a JDK 17 and put it on PATH"
+    ]
+
+
+def test_setup_script_checks_java_first(tmp_path):
+    result = subprocess.run(
+        ["/bin/bash", str(REPO / "setup.sh")], capture_output=True, text=True, env={"PATH": str(tmp_path)}, timeout=30
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Java 17 is required" in result.stderr
