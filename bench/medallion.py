@@ -27,10 +27,7 @@ def plain_copy(spark, settings: Settings) -> None:
     spark.sql("CREATE SCHEMA IF NOT EXISTS copy")
     for name, source in settings.use_case.sources.items():
         files = str(landing / name / "*" / "part-*")
-        if source.format == "csv":
-            df = spark.read.option("header", "true").csv(files)
-        else:
-            df = spark.read.text(files)
+        df = spark.read.option("header", "true").csv(files) if source.format == "csv" else spark.read.text(files)
         df.write.format("delta").mode("overwrite").saveAsTable(f"copy.{name}")
 
 
