@@ -94,9 +94,17 @@ def test_new_column_in_later_batch_is_kept(spark, medallion):
                 "malformed": "malformed_record",
                 "wrong_type": "cast_failed:age",
                 "null_key": "expect_column_values_to_not_be_null:customer_id",
+                "out_of_range": "expect_column_values_to_be_between:age",
             },
         ),
-        ("tickets", {"malformed": "malformed_record", "null_key": "expect_column_values_to_not_be_null:ticket_id"}),
+        (
+            "tickets",
+            {
+                "malformed": "malformed_record",
+                "wrong_type": "cast_failed:created_at",
+                "null_key": "expect_column_values_to_not_be_null:ticket_id",
+            },
+        ),
     ],
 )
 def test_every_defect_is_quarantined_with_its_reason(spark, medallion, source, reasons):
@@ -123,13 +131,20 @@ def test_quarantine_keeps_values_as_they_arrived(spark, medallion):
     assert quarantine.where(F.col("_source_file").isNull() | F.col("_run_id").isNull()).count() == 0
 
 
+def _late_winners(spark, settings: Settings, source: str, key: str) -> set[str]:
+    """Keys whose silver row is a late (epoch) update although a newer record of the key was valid."""
+    late = _table(spark, settings, "silver", source).where(F.year("updated_at") == 1970).select(key)
+    quarantined = _table(spark, settings, "silver", f"{source}_quarantine").select(key)
+    return {r[0] for r in late.subtract(quarantined).collect()}
+
+
 def test_silver_has_one_row_per_key_and_late_updates_lose(spark, medallion):
     orders = _table(spark, medallion, "silver", "orders")
     assert orders.count() == orders.select("order_id").distinct().count()
-    assert orders.where(F.year("updated_at") == 1970).count() == 0
     assert orders.where(F.col("status") == "refunded").count() > 0
-    customers = _table(spark, medallion, "silver", "customers")
-    assert customers.where(F.year("updated_at") == 1970).count() == 0
+    # A late update only survives when it is the sole valid record of its key.
+    assert _late_winners(spark, medallion, "orders", "order_id") == set()
+    assert _late_winners(spark, medallion, "customers", "customer_id") == set()
     assert dict(orders.dtypes)["amount"] == "double" and dict(orders.dtypes)["updated_at"] == "timestamp"
 
 
@@ -139,6 +154,7 @@ def test_accounting_adds_up_and_covers_bronze(spark, medallion):
     for row in audit:
         assert row["rows_read"] == row["rows_merged"] + row["rows_quarantined"] + row["duplicates_collapsed"]
         source = row["target_table"].split(".")[-1].strip("`")
+        assert row["duplicates_collapsed"] >= _manifest(medallion, source)["duplicate_copy"]
         assert row["rows_read"] == _table(spark, medallion, "bronze", source).count()
         assert row["rows_merged"] >= _table(spark, medallion, "silver", source).count()
 
@@ -206,3 +222,16 @@ def test_fail_expectation_stops_before_writing(spark, tmp_path, environment_for)
         silver.run(spark, settings)
     for layer, name in [("silver", "cancellations"), ("silver", "cancellations_quarantine"), ("ops", "run_audit")]:
         assert not tables.table_exists(spark, settings.table(layer, name))
+
+
+def test_csv_header_change_stops_ingestion_and_writes_nothing(spark, tmp_path, environment_for):
+    use_case = load_use_case("churn")
+    use_case = use_case.model_copy(update={"sources": {"cancellations": use_case.sources["cancellations"]}, "gold": {}})
+    settings = Settings(use_case=use_case, env=environment_for(tmp_path, "header"))
+    batch = Path(settings.env.path("landing")) / "churn" / "cancellations" / "batch_00000"
+    batch.mkdir(parents=True)
+    (batch / "part-00000.csv").write_text("recorded_at,customer_id,cancelled_at\n2026-03-01,C1,2026-02-01\n")
+    with pytest.raises(Exception, match="CSV header does not conform to the schema"):
+        bronze.run(spark, settings)
+    table = settings.table("bronze", "cancellations")
+    assert not tables.table_exists(spark, table) or spark.read.table(table).count() == 0

@@ -1,8 +1,9 @@
 """Bronze: land raw files in Delta exactly once, losing nothing.
 
 Every value stays a string as it arrived; typing is silver's job. A line that cannot be parsed is
-kept whole in `_corrupt_record`; a column that appears in a later batch becomes a new bronze
-column (schema evolution) instead of a crash.
+kept whole in `_corrupt_record`. A key that appears in a later JSON batch becomes a new bronze
+column (schema evolution) instead of a crash; a CSV file whose header differs from the declared
+columns stops ingestion with Spark's "CSV header does not conform to the schema" and writes nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def reader_options(source: Source) -> dict[str, str]:
         "header": "true",
         "mode": "PERMISSIVE",
         "columnNameOfCorruptRecord": CORRUPT,
-        "enforceSchema": "true",
+        # The header must match the declared columns: a reordered or widened CSV stops ingestion
+        # loudly instead of reading values into the wrong columns.
+        "enforceSchema": "false",
         "maxFilesPerTrigger": "64",
     }
 
@@ -64,10 +67,12 @@ def parse_json_lines(lines: DataFrame, columns: list[str]) -> DataFrame:
 
 
 def add_ingest_metadata(rows: DataFrame) -> DataFrame:
-    """Stamp each row with a stable id and the time it was ingested."""
-    return rows.withColumn("_record_id", tables.row_id(F.col("_source_file"))).withColumn(
-        "_ingested_at", F.current_timestamp()
-    )
+    """Stamp each row with a stable id (its file plus its position in the batch) and the time it was ingested.
+
+    The id is the same when a batch is replayed after a crash: same files, same partitions.
+    """
+    row_id = F.concat(F.col("_source_file"), F.lit("#"), F.monotonically_increasing_id().cast("string"))
+    return rows.withColumn("_record_id", row_id).withColumn("_ingested_at", F.current_timestamp())
 
 
 def to_bronze_rows(batch: DataFrame, source: Source, known_columns: list[str]) -> DataFrame:

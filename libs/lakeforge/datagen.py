@@ -57,20 +57,22 @@ def inject_defects(df: DataFrame, source: Source, seed: int, salt: str) -> DataF
 
     `malformed` rows are truncated later, when lines are built; every other defect is made here.
     """
-    u = unit_random(seed, f"defect:{salt}", F.col("_row"))
-    kinds = [k for k in DEFECTS if k != "late_update"]
-    by_rate = F.lit(None).cast("string")
-    for position, kind in reversed(list(enumerate(kinds))):
-        by_rate = F.when(u < DEFECT_RATE * (position + 1), F.lit(kind)).otherwise(by_rate)
-    # The first rows carry one defect of each kind, so even a tiny batch has them all.
-    first_rows = F.element_at(F.array(*[F.lit(k) for k in kinds]), F.col("_row").cast("int") + 1)
-    defect = F.when(F.col("_row") < len(kinds), first_rows).otherwise(by_rate)
     typed_columns = sorted(
         (c for c, t in source.columns.items() if t != "string" and c not in source.key),
         key=lambda c: source.columns[c] not in ("int", "bigint", "double"),
     )
     wrong_column = typed_columns[0] if typed_columns else None
     out_of_range = _out_of_range_value(source)
+    # Only defects this source can carry: no wrong type without a typed column, no range without a range.
+    possible = {"wrong_type": wrong_column is not None, "out_of_range": out_of_range is not None}
+    kinds = [k for k in DEFECTS if k != "late_update" and possible.get(k, True)]
+    u = unit_random(seed, f"defect:{salt}", F.col("_row"))
+    by_rate = F.lit(None).cast("string")
+    for position, kind in reversed(list(enumerate(kinds))):
+        by_rate = F.when(u < DEFECT_RATE * (position + 1), F.lit(kind)).otherwise(by_rate)
+    # The first rows carry one defect of each kind, so even a tiny batch has them all.
+    first_rows = F.element_at(F.array(*[F.lit(k) for k in kinds]), F.col("_row").cast("int") + 1)
+    defect = F.when(F.col("_row") < len(kinds), first_rows).otherwise(by_rate)
     key = source.key[0]
     out = df.withColumn("_defect", defect)
     projected = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.errors import OrphanedTableError, TableNotFound
@@ -171,8 +171,3 @@ def stream_files(
         .start()
     )
     query.awaitTermination()
-
-
-def row_id(source_file: Column) -> Column:
-    """A stable id for a landed row: its file plus its position among that batch's rows."""
-    return F.concat(source_file, F.lit("#"), F.monotonically_increasing_id().cast("string"))

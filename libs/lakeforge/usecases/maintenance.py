@@ -108,7 +108,7 @@ def _failures(spark: SparkSession, seed: int, machines: DataFrame, count: int, b
     happened = slots.join(F.broadcast(machines.select("_idx", "machine_id", "_wear")), "_idx").where(
         F.col("_u") < 0.1 + 0.6 * F.col("_wear") * F.col("_wear")
     )
-    log = happened.select(
+    failure_log = happened.select(
         F.format_string("F%08d", F.col("_candidate")).alias("failure_id"),
         "machine_id",
         _timestamp(F.col("_failed_offset")).alias("failed_at"),
@@ -116,7 +116,7 @@ def _failures(spark: SparkSession, seed: int, machines: DataFrame, count: int, b
     )
     # Rows are numbered densely in the order failures are recorded, so the first rows of the log carry
     # the defects a feed has even when it is tiny. The log is a few rows per machine: one window is cheap.
-    numbered = log.withColumn("_row", F.row_number().over(Window.orderBy("recorded_at", "failure_id")) - 1)
+    numbered = failure_log.withColumn("_row", F.row_number().over(Window.orderBy("recorded_at", "failure_id")) - 1)
     known_until = HISTORY_DAYS if batch == 0 else HISTORY_DAYS + batch
     known_from = 0 if batch == 0 else known_until - 1
     return numbered.where(
