@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
@@ -12,7 +10,7 @@ from pyspark.sql import functions as F
 
 from lakeforge import bronze, gold, silver
 from lakeforge.config import Settings, load_use_case
-from lakeforge.datagen import BatchSpec, generate_batch, inject_defects
+from lakeforge.datagen import BatchSpec, generate_batch, inject_defects, read_manifest
 from lakeforge.usecases import maintenance
 
 ROWS = 400
@@ -39,12 +37,7 @@ def _table(spark, settings: Settings, layer: str, name: str):
 
 
 def _manifest(settings: Settings, source: str) -> dict[str, int]:
-    folder = Path(settings.env.path("landing")) / settings.use_case.name / source
-    total: dict[str, int] = {}
-    for path in folder.glob("batch_*/_manifest.json"):
-        for key, value in json.loads(path.read_text()).items():
-            total[key] = total.get(key, 0) + value
-    return total
+    return read_manifest(settings.env.path("landing"), settings.use_case.name, source)
 
 
 def _quarantined_machine_ids(spark, settings: Settings, batch: int) -> set[str]:
@@ -132,13 +125,7 @@ def test_new_sensor_column_is_kept(spark, maintained):
 def test_quarantine_reasons_match_injected_defects(spark, maintained, source, reasons):
     manifest = _manifest(maintained, source)
     quarantine = _table(spark, maintained, "silver", f"{source}_quarantine")
-    found = {
-        r["reason"]: r["n"]
-        for r in quarantine.select(F.explode(silver.REASONS).alias("reason"))
-        .groupBy("reason")
-        .agg(F.count("*").alias("n"))
-        .collect()
-    }
+    found = silver.count_reasons(quarantine)
     for defect, reason in reasons.items():
         assert manifest[defect] > 0, f"the generator injected no {defect} into {source}"
         assert found.get(reason, 0) == manifest[defect], (defect, reason, found)

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from lakeforge import bronze, gold, silver, tables
 from lakeforge.config import Expectation, Settings, load_use_case
-from lakeforge.datagen import BatchSpec, generate_batch
+from lakeforge.datagen import BatchSpec, generate_batch, read_manifest
 from lakeforge.errors import ValidationFailed
 
 ROWS = 600
@@ -28,12 +28,7 @@ def _landed_lines(settings: Settings, source: str, batches=None) -> list[str]:
 
 
 def _manifest(settings: Settings, source: str) -> dict[str, int]:
-    folder = Path(settings.env.path("landing")) / settings.use_case.name / source
-    total: dict[str, int] = {}
-    for path in folder.glob("batch_*/_manifest.json"):
-        for key, value in json.loads(path.read_text()).items():
-            total[key] = total.get(key, 0) + value
-    return total
+    return read_manifest(settings.env.path("landing"), settings.use_case.name, source)
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +105,7 @@ def test_new_column_in_later_batch_is_kept(spark, medallion):
 def test_every_defect_is_quarantined_with_its_reason(spark, medallion, source, reasons):
     manifest = _manifest(medallion, source)
     quarantine = _table(spark, medallion, "silver", f"{source}_quarantine")
-    found = {
-        r["reason"]: r["n"]
-        for r in quarantine.select(F.explode(silver.REASONS).alias("reason"))
-        .groupBy("reason")
-        .agg(F.count("*").alias("n"))
-        .collect()
-    }
+    found = silver.count_reasons(quarantine)
     for defect, reason in reasons.items():
         assert manifest[defect] > 0, f"the generator injected no {defect} into {source}"
         assert found.get(reason, 0) == manifest[defect], (defect, reason, found)

@@ -40,9 +40,9 @@ def test_parse_json_lines_keeps_new_keys_and_malformed_text(spark):
         [('{"order_id": "O1", "amount": 12.5, "coupon": "X"}', "f1"), ('{"order_id": "O2", "amo', "f1")],
         ["value", "_source_file"],
     )
-    keys = bronze.json_keys(lines)
-    assert keys == ["amount", "coupon", "order_id"]
-    parsed = bronze.parse_json_lines(lines, ["order_id", "amount", "coupon"])
+    parsed = bronze.with_payload(lines)
+    assert bronze.json_keys(parsed) == ["amount", "coupon", "order_id"]
+    parsed = bronze.parse_json_lines(parsed, ["order_id", "amount", "coupon"])
     assert [tuple(r) for r in parsed.orderBy("_source_file", "order_id").collect()] == [
         (None, None, None, '{"order_id": "O2", "amo', "f1"),
         ("O1", "12.5", "X", None, "f1"),
@@ -53,7 +53,7 @@ def test_to_bronze_rows_adds_new_column_once(spark):
     lines = spark.createDataFrame(
         [('{"order_id": "O1", "amount": 1, "updated_at": "2026-01-01", "coupon": "C"}', "f")], ["value", "_source_file"]
     )
-    rows = bronze.to_bronze_rows(lines, ORDERS, known_columns=["order_id", "amount", "updated_at"])
+    rows = bronze.to_bronze_rows(bronze.with_payload(lines), ORDERS, known_columns=["order_id", "amount", "updated_at"])
     assert rows.columns[:4] == ["order_id", "amount", "updated_at", "coupon"]
     assert set(bronze.METADATA_COLUMNS) <= set(rows.columns)
 

@@ -48,17 +48,19 @@ def reader_options(source: Source) -> dict[str, str]:
     }
 
 
-def json_keys(lines: DataFrame) -> list[str]:
-    """Every top-level key present in a batch of JSON lines (a small aggregate, not a collect of rows)."""
-    payload = F.from_json("value", JSON_PAYLOAD)
-    keys = lines.select(F.explode(F.map_keys(payload)).alias("key")).distinct().collect()
+def with_payload(lines: DataFrame) -> DataFrame:
+    """Parse each JSON line once into a string map (`_payload`); null when the line is not a JSON object."""
+    return lines.withColumn("_payload", F.from_json("value", JSON_PAYLOAD))
+
+
+def json_keys(parsed: DataFrame) -> list[str]:
+    """Every top-level key present in a batch of parsed JSON lines (a small aggregate, not a collect of rows)."""
+    keys = parsed.select(F.explode(F.map_keys("_payload")).alias("key")).distinct().collect()
     return sorted(row["key"] for row in keys)
 
 
-def parse_json_lines(lines: DataFrame, columns: list[str]) -> DataFrame:
-    """Split JSON lines into string columns; unparseable lines keep their text in `_corrupt_record`."""
-    payload = F.from_json("value", JSON_PAYLOAD)
-    parsed = lines.withColumn("_payload", payload)
+def parse_json_lines(parsed: DataFrame, columns: list[str]) -> DataFrame:
+    """Split parsed JSON lines into string columns; unparseable lines keep their text in `_corrupt_record`."""
     return parsed.select(
         *[F.col("_payload").getItem(column).alias(column) for column in columns],
         F.when(F.col("_payload").isNull(), F.col("value")).alias(CORRUPT),
@@ -76,7 +78,10 @@ def add_ingest_metadata(rows: DataFrame) -> DataFrame:
 
 
 def to_bronze_rows(batch: DataFrame, source: Source, known_columns: list[str]) -> DataFrame:
-    """Turn a batch of raw file rows into bronze rows, keeping columns that were not declared."""
+    """Turn a batch of raw file rows into bronze rows, keeping columns that were not declared.
+
+    A JSON batch arrives already parsed by `with_payload` (and persisted: its keys and its rows are read).
+    """
     if source.format == "json":
         declared = list(source.columns)
         new_columns = [check_identifier(k) for k in json_keys(batch) if k not in declared and k not in known_columns]
@@ -101,7 +106,8 @@ def ingest_source(spark: SparkSession, settings: Settings, name: str) -> None:
             if tables.table_exists(spark, table)
             else []
         )
-        batch = batch.persist()
+        if source.format == "json":
+            batch = with_payload(batch).persist()
         rows = to_bronze_rows(batch, source, known)
         tables.append_idempotent(rows, table, app_id=f"bronze:{table}", version=batch_id, properties=BRONZE_PROPERTIES)
         batch.unpersist()

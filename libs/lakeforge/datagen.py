@@ -8,6 +8,7 @@ with a `_manifest.json` (ignored by Spark) counting the defects injected.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,24 @@ def unit_random(seed: int, salt: str, *columns: Column | str) -> Column:
     """A deterministic uniform number in [0, 1) from the seed, a salt and some columns."""
     hashed = F.xxhash64(F.lit(seed), F.lit(salt), *columns)
     return (F.abs(hashed % F.lit(1_000_000_007)) / F.lit(1_000_000_007.0)).cast("double")
+
+
+def seconds(days: float) -> int:
+    return int(days * 86400)
+
+
+def timestamp_after(start: dt.datetime, offset_seconds: Column) -> Column:
+    """A UTC timestamp `offset_seconds` after the naive UTC datetime `start`."""
+    return F.timestamp_seconds(F.lit(int(start.replace(tzinfo=dt.UTC).timestamp())) + offset_seconds)
+
+
+def read_manifest(landing: str, use_case: str, source: str) -> dict[str, int]:
+    """The defect counts of every generated batch of a source, added up."""
+    total: dict[str, int] = {}
+    for path in sorted(Path(landing, use_case, source).glob("batch_*/_manifest.json")):
+        for key, value in json.loads(path.read_text()).items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def pick(values: list[str], u: Column) -> Column:

@@ -25,7 +25,7 @@ LOCAL_DEFAULTS = {
     "spark.databricks.delta.snapshotPartitions": "2",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.session.timeZone": "UTC",
-    "spark.driver.memory": "4g",
+    "spark.driver.memory": "6g",
 }
 
 

@@ -104,6 +104,12 @@ def silver_rows(flagged: DataFrame) -> DataFrame:
     return flagged.where((F.size(REASONS) == 0) & ~F.col("_duplicate")).drop(REASONS, CORRUPT, "_duplicate", "_raw")
 
 
+def count_reasons(quarantine: DataFrame) -> dict[str, int]:
+    """How many quarantined rows carry each reason (a row can carry several)."""
+    reasons = quarantine.select(F.explode(REASONS).alias("reason")).groupBy("reason").count()
+    return {row["reason"]: row["count"] for row in reasons.collect()}
+
+
 def _last_processed_version(spark: SparkSession, audit: str, bronze: str) -> int:
     if not tables.table_exists(spark, audit):
         return -1
@@ -146,12 +152,13 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
         return None
     started = time.monotonic()
     run_id = f"silver:{name}:{start}-{end}:{uuid.uuid4().hex[:8]}"
-    typed = type_columns(tables.read_appended_rows(spark, bronze, start, end), source).persist()
-    checked = typed.where(F.size(REASONS) == 0)
+    typed = type_columns(tables.read_appended_rows(spark, bronze, start, end), source)
     outcome = None
     if validate:
+        # GX reads the batch once per metric group: type it once, keep it until the rows are flagged.
+        typed = typed.persist()
         outcome = validation.validate(
-            checked,
+            typed.where(F.size(REASONS) == 0),
             source.expectations,
             f"{settings.use_case.name}_{name}",
             settings.env.path("gx_project"),
@@ -162,6 +169,7 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
     flagged = latest_per_key(add_expectation_failures(typed, quarantine_conditions), source.key, source.event_time)
     flagged = flagged.persist()
     counts = count_outcomes(flagged)
+    typed.unpersist()
     if not counts.balanced():
         raise AccountingMismatch(f"silver {name}: {counts} does not add up; nothing was written")
     if outcome and outcome.failed_fail_expectations():
@@ -200,7 +208,6 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
     ).withColumn("finished_at", F.current_timestamp())
     tables.append_idempotent(audit_row, audit, app_id=f"audit:{target}", version=end)
     flagged.unpersist()
-    typed.unpersist()
     log.info("silver %s: %s in %.1fs", name, counts, time.monotonic() - started)
     return counts
 

@@ -107,13 +107,21 @@ def append_idempotent(
     )
 
 
+def _is_empty(spark: SparkSession, table: str) -> bool:
+    return DeltaTable.forName(spark, table).detail().select("numFiles").first()[0] == 0
+
+
 def merge_latest(df: DataFrame, table: str, keys: list[str], event_time: str) -> None:
     """Upsert rows (one per key) so the latest record per key wins by event time.
 
     Replaying the same rows changes nothing, and a late, older update never overwrites a newer one.
+    Into an empty table (a first load) the rows are appended: a MERGE would only join against nothing.
     """
     spark = df.sparkSession
     _create_if_missing(spark, table, df, {})
+    if _is_empty(spark, table):
+        df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(table)
+        return
     on = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in keys)
     (
         DeltaTable.forName(spark, table)
@@ -130,6 +138,9 @@ def insert_new(df: DataFrame, table: str, id_column: str) -> None:
     """Insert rows whose id is not in the table yet: an insert-only MERGE, safe to replay."""
     spark = df.sparkSession
     _create_if_missing(spark, table, df, {})
+    if _is_empty(spark, table):
+        df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(table)
+        return
     (
         DeltaTable.forName(spark, table)
         .alias("t")

@@ -12,7 +12,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge.datagen import BatchSpec, pick, unit_random
+from lakeforge.datagen import BatchSpec, pick, seconds, timestamp_after, unit_random
 
 START = dt.datetime(2026, 1, 1)
 HISTORY_DAYS = 90
@@ -39,12 +39,8 @@ HAPPY_BODIES = [
 ]
 
 
-def _seconds(days: float) -> int:
-    return int(days * 86400)
-
-
 def _timestamp(offset_seconds: Column) -> Column:
-    return F.timestamp_seconds(F.lit(int(START.replace(tzinfo=dt.UTC).timestamp())) + offset_seconds)
+    return timestamp_after(START, offset_seconds)
 
 
 def customer_count(rows: int) -> int:
@@ -116,7 +112,7 @@ def _orders(spark: SparkSession, seed: int, customers: DataFrame, rows: int, bat
     )
     history = _orders(spark, seed, customers, rows, 0).drop("_row", "_late")
     late_time = F.timestamp_seconds(F.lit(0))
-    new_time = _timestamp(F.lit(_seconds(HISTORY_DAYS + batch - 1)) + F.lit(3600))
+    new_time = _timestamp(F.lit(seconds(HISTORY_DAYS + batch - 1)) + F.lit(3600))
     updated = updates.join(history, "order_id").select(
         "_row",
         "order_id",
@@ -159,8 +155,8 @@ def generate(spark: SparkSession, spec: BatchSpec) -> dict[str, DataFrame]:
     recorded_at = F.col("_cancelled_at") + F.make_interval(days=F.col("_label_delay_days"))
     cancellations = customers.where(
         F.col("_cancelled_at").isNotNull()
-        & (recorded_at >= _timestamp(F.lit(_seconds(known_from))))
-        & (recorded_at < _timestamp(F.lit(_seconds(known_until))))
+        & (recorded_at >= _timestamp(F.lit(seconds(known_from))))
+        & (recorded_at < _timestamp(F.lit(seconds(known_until))))
     ).select(
         F.col("_idx").alias("_row"),
         "customer_id",
@@ -177,7 +173,7 @@ def generate(spark: SparkSession, spec: BatchSpec) -> dict[str, DataFrame]:
             *[c for c in changed.columns if c not in ("plan", "updated_at")],
             pick(PLANS, unit_random(spec.seed, f"newplan{spec.batch}", F.col("_idx"))).alias("plan"),
             F.when(late, F.timestamp_seconds(F.lit(0)))
-            .otherwise(_timestamp(F.lit(_seconds(HISTORY_DAYS + spec.batch - 1))))
+            .otherwise(_timestamp(F.lit(seconds(HISTORY_DAYS + spec.batch - 1))))
             .alias("updated_at"),
             late.alias("_late"),
         )

@@ -13,7 +13,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lakeforge.datagen import BatchSpec, pick, unit_random
+from lakeforge.datagen import BatchSpec, pick, seconds, timestamp_after, unit_random
 
 START = dt.datetime(2026, 3, 1)
 HISTORY_DAYS = 60
@@ -28,12 +28,8 @@ SITES = ["plant_north", "plant_south", "plant_east"]
 FIRMWARE = ["v2.3.0", "v2.4.1"]
 
 
-def _seconds(days: float) -> int:
-    return int(days * 86400)
-
-
 def _timestamp(offset_seconds: Column) -> Column:
-    return F.timestamp_seconds(F.lit(int(START.replace(tzinfo=dt.UTC).timestamp())) + offset_seconds)
+    return timestamp_after(START, offset_seconds)
 
 
 def machine_count(rows: int) -> int:
@@ -95,12 +91,12 @@ def _failures(spark: SparkSession, seed: int, machines: DataFrame, count: int, b
         candidate.alias("_candidate"),
         (candidate / FAILURE_SLOTS).cast("long").alias("_idx"),
         unit_random(seed, "fails", candidate).alias("_u"),
-        (unit_random(seed, "failday", candidate) * _seconds(HISTORY_DAYS + FAILURE_HORIZON_DAYS))
+        (unit_random(seed, "failday", candidate) * seconds(HISTORY_DAYS + FAILURE_HORIZON_DAYS))
         .cast("long")
         .alias("_failed_offset"),
         (
-            unit_random(seed, "faildelay", candidate) * _seconds(MAX_LABEL_DELAY_DAYS - MIN_LABEL_DELAY_DAYS)
-            + _seconds(MIN_LABEL_DELAY_DAYS)
+            unit_random(seed, "faildelay", candidate) * seconds(MAX_LABEL_DELAY_DAYS - MIN_LABEL_DELAY_DAYS)
+            + seconds(MIN_LABEL_DELAY_DAYS)
         )
         .cast("long")
         .alias("_delay"),
@@ -120,8 +116,8 @@ def _failures(spark: SparkSession, seed: int, machines: DataFrame, count: int, b
     known_until = HISTORY_DAYS if batch == 0 else HISTORY_DAYS + batch
     known_from = 0 if batch == 0 else known_until - 1
     return numbered.where(
-        (F.col("recorded_at") >= _timestamp(F.lit(_seconds(known_from))))
-        & (F.col("recorded_at") < _timestamp(F.lit(_seconds(known_until))))
+        (F.col("recorded_at") >= _timestamp(F.lit(seconds(known_from))))
+        & (F.col("recorded_at") < _timestamp(F.lit(seconds(known_until))))
     ).select("_row", "failure_id", "machine_id", "failed_at", "recorded_at")
 
 
@@ -138,7 +134,7 @@ def _relocations(spark: SparkSession, seed: int, machines: DataFrame, count: int
     shift = 1 + F.floor(unit_random(seed, f"site{batch}", F.col("_idx")) * (len(SITES) - 1)).cast("int")
     new_site = F.element_at(sites, (F.array_position(sites, F.col("site")).cast("int") - 1 + shift) % len(SITES) + 1)
     on_time = _timestamp(
-        F.lit(_seconds(HISTORY_DAYS + batch - 1)) + F.floor(unit_random(seed, f"moved{batch}", F.col("_idx")) * 86400)
+        F.lit(seconds(HISTORY_DAYS + batch - 1)) + F.floor(unit_random(seed, f"moved{batch}", F.col("_idx")) * 86400)
     )
     return (
         machines.join(moved, "_idx")
