@@ -37,15 +37,21 @@ def _bronze_rows(spark, rows):
 
 def test_parse_json_lines_keeps_new_keys_and_malformed_text(spark):
     lines = spark.createDataFrame(
-        [('{"order_id": "O1", "amount": 12.5, "coupon": "X"}', "f1"), ('{"order_id": "O2", "amo', "f1")],
+        [
+            ('{"order_id": "O1", "amount": 12.50, "coupon": "X"}', "f1"),
+            ('{"order_id": "O2", "amo', "f2"),
+            ("[1, 2]", "f3"),
+            ('{"order_id": "O4", "amount": {"value": 3}}', "f4"),
+        ],
         ["value", "_source_file"],
     )
-    parsed = bronze.with_payload(lines)
-    assert bronze.json_keys(parsed) == ["amount", "coupon", "order_id"]
-    parsed = bronze.parse_json_lines(parsed, ["order_id", "amount", "coupon"])
-    assert [tuple(r) for r in parsed.orderBy("_source_file", "order_id").collect()] == [
-        (None, None, None, '{"order_id": "O2", "amo', "f1"),
+    assert bronze.json_keys(lines) == ["amount", "coupon", "order_id"]
+    parsed = bronze.parse_json_lines(lines, ["order_id", "amount", "coupon"])
+    assert [tuple(r) for r in parsed.orderBy("_source_file").collect()] == [
         ("O1", "12.5", "X", None, "f1"),
+        (None, None, None, '{"order_id": "O2", "amo', "f2"),
+        (None, None, None, "[1, 2]", "f3"),
+        ("O4", '{"value":3}', None, None, "f4"),
     ]
 
 
@@ -53,7 +59,7 @@ def test_to_bronze_rows_adds_new_column_once(spark):
     lines = spark.createDataFrame(
         [('{"order_id": "O1", "amount": 1, "updated_at": "2026-01-01", "coupon": "C"}', "f")], ["value", "_source_file"]
     )
-    rows = bronze.to_bronze_rows(bronze.with_payload(lines), ORDERS, known_columns=["order_id", "amount", "updated_at"])
+    rows = bronze.to_bronze_rows(lines, ORDERS, known_columns=["order_id", "amount", "updated_at"])
     assert rows.columns[:4] == ["order_id", "amount", "updated_at", "coupon"]
     assert set(bronze.METADATA_COLUMNS) <= set(rows.columns)
 

@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 CORRUPT = "_corrupt_record"
 METADATA_COLUMNS = ("_record_id", "_source_file", "_ingested_at", CORRUPT)
 BRONZE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
-JSON_PAYLOAD = T.MapType(T.StringType(), T.StringType())
 
 
 def raw_schema(source: Source) -> T.StructType:
@@ -48,22 +47,20 @@ def reader_options(source: Source) -> dict[str, str]:
     }
 
 
-def with_payload(lines: DataFrame) -> DataFrame:
-    """Parse each JSON line once into a string map (`_payload`); null when the line is not a JSON object."""
-    return lines.withColumn("_payload", F.from_json("value", JSON_PAYLOAD))
-
-
-def json_keys(parsed: DataFrame) -> list[str]:
-    """Every top-level key present in a batch of parsed JSON lines (a small aggregate, not a collect of rows)."""
-    keys = parsed.select(F.explode(F.map_keys("_payload")).alias("key")).distinct().collect()
+def json_keys(lines: DataFrame) -> list[str]:
+    """Every top-level key present in a batch of JSON lines (a small aggregate, not a collect of rows)."""
+    keys = lines.select(F.explode(F.json_object_keys("value")).alias("key")).distinct().collect()
     return sorted(row["key"] for row in keys)
 
 
-def parse_json_lines(parsed: DataFrame, columns: list[str]) -> DataFrame:
-    """Split parsed JSON lines into string columns; unparseable lines keep their text in `_corrupt_record`."""
-    return parsed.select(
-        *[F.col("_payload").getItem(column).alias(column) for column in columns],
-        F.when(F.col("_payload").isNull(), F.col("value")).alias(CORRUPT),
+def parse_json_lines(lines: DataFrame, columns: list[str]) -> DataFrame:
+    """Split JSON lines into string columns; a line that is not a JSON object keeps its text in `_corrupt_record`."""
+    schema = T.StructType([T.StructField(c, T.StringType()) for c in [*columns, CORRUPT]])
+    parsed = F.from_json("value", schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    malformed = F.col("_json").isNull() | F.col(f"_json.{CORRUPT}").isNotNull()
+    return lines.select(parsed.alias("_json"), "value", "_source_file").select(
+        *[F.when(~malformed, F.col("_json").getField(c)).alias(c) for c in columns],
+        F.when(malformed, F.col("value")).alias(CORRUPT),
         "_source_file",
     )
 
@@ -80,7 +77,8 @@ def add_ingest_metadata(rows: DataFrame) -> DataFrame:
 def to_bronze_rows(batch: DataFrame, source: Source, known_columns: list[str]) -> DataFrame:
     """Turn a batch of raw file rows into bronze rows, keeping columns that were not declared.
 
-    A JSON batch arrives already parsed by `with_payload` (and persisted: its keys and its rows are read).
+    A JSON batch is read twice, once for its keys and once for its rows: re-reading text is cheaper
+    than caching it.
     """
     if source.format == "json":
         declared = list(source.columns)
@@ -106,11 +104,8 @@ def ingest_source(spark: SparkSession, settings: Settings, name: str) -> None:
             if tables.table_exists(spark, table)
             else []
         )
-        if source.format == "json":
-            batch = with_payload(batch).persist()
         rows = to_bronze_rows(batch, source, known)
         tables.append_idempotent(rows, table, app_id=f"bronze:{table}", version=batch_id, properties=BRONZE_PROPERTIES)
-        batch.unpersist()
         log.info("bronze %s: batch %d landed", name, batch_id)
 
     tables.stream_files(
