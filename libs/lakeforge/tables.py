@@ -24,13 +24,11 @@ def table_exists(spark: SparkSession, table: str) -> bool:
     return spark.catalog.tableExists(table.replace("`", ""))
 
 
-def read_table(spark: SparkSession, table: str, version: int | None = None) -> DataFrame:
-    """Read a table, at a given Delta version when asked (time travel)."""
+def read_table(spark: SparkSession, table: str) -> DataFrame:
+    """Read a table, or say which step has to run first."""
     if not table_exists(spark, table):
         raise TableNotFound(f"table {table} does not exist yet: run the step that writes it first")
-    if version is None:
-        return spark.read.table(table)
-    return spark.read.option("versionAsOf", version).table(table)
+    return spark.read.table(table)
 
 
 def table_version(spark: SparkSession, table: str) -> int | None:
@@ -107,24 +105,26 @@ def append_idempotent(
     )
 
 
-def _is_empty(spark: SparkSession, table: str) -> bool:
-    return DeltaTable.forName(spark, table).detail().select("numFiles").first()[0] == 0
+def _appended_as_first_load(df: DataFrame, table: str) -> bool:
+    """Create the table if needed and, when it holds no data yet, append `df`: a MERGE would join against nothing."""
+    spark = df.sparkSession
+    _create_if_missing(spark, table, df, {})
+    if DeltaTable.forName(spark, table).detail().select("numFiles").first()[0] > 0:
+        return False
+    df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(table)
+    return True
 
 
 def merge_latest(df: DataFrame, table: str, keys: list[str], event_time: str) -> None:
     """Upsert rows (one per key) so the latest record per key wins by event time.
 
     Replaying the same rows changes nothing, and a late, older update never overwrites a newer one.
-    Into an empty table (a first load) the rows are appended: a MERGE would only join against nothing.
     """
-    spark = df.sparkSession
-    _create_if_missing(spark, table, df, {})
-    if _is_empty(spark, table):
-        df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(table)
+    if _appended_as_first_load(df, table):
         return
     on = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in keys)
     (
-        DeltaTable.forName(spark, table)
+        DeltaTable.forName(df.sparkSession, table)
         .alias("t")
         .merge(df.alias("s"), on)
         .withSchemaEvolution()
@@ -136,13 +136,10 @@ def merge_latest(df: DataFrame, table: str, keys: list[str], event_time: str) ->
 
 def insert_new(df: DataFrame, table: str, id_column: str) -> None:
     """Insert rows whose id is not in the table yet: an insert-only MERGE, safe to replay."""
-    spark = df.sparkSession
-    _create_if_missing(spark, table, df, {})
-    if _is_empty(spark, table):
-        df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(table)
+    if _appended_as_first_load(df, table):
         return
     (
-        DeltaTable.forName(spark, table)
+        DeltaTable.forName(df.sparkSession, table)
         .alias("t")
         .merge(df.alias("s"), f"t.`{id_column}` = s.`{id_column}`")
         .withSchemaEvolution()
