@@ -24,7 +24,11 @@ def make_environment(root: Path, suffix: str) -> Environment:
             },
         ),
         schemas=Schemas(
-            bronze=f"bronze_{suffix}", silver=f"silver_{suffix}", gold=f"gold_{suffix}", ops=f"ops_{suffix}"
+            bronze=f"bronze_{suffix}",
+            silver=f"silver_{suffix}",
+            gold=f"gold_{suffix}",
+            features=f"features_{suffix}",
+            ops=f"ops_{suffix}",
         ),
         paths=Paths(
             landing=str(root / "landing"),
@@ -33,6 +37,7 @@ def make_environment(root: Path, suffix: str) -> Environment:
             gx_project=str(root / "gx"),
             warehouse=str(root / "warehouse"),
             metastore=str(root / "metastore"),
+            artifacts=str(root / "artifacts"),
         ),
     )
 

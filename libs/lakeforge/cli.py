@@ -32,16 +32,28 @@ def _gold(spark, settings: Settings) -> None:
     gold.run(spark, settings)
 
 
-STEPS: dict[str, Callable] = {"ingest": _ingest, "silver": _silver, "gold": _gold}
+def _features(spark, settings: Settings, full: bool = False) -> None:
+    from lakeforge import feature_store
+
+    if settings.use_case.features is None:
+        log.info("step features: use case %s declares no features, nothing to do", settings.use_case.name)
+        return
+    feature_store.run(spark, settings, full=full)
 
 
-def run_steps(spark, settings: Settings, step: str) -> None:
+STEPS: dict[str, Callable] = {"ingest": _ingest, "silver": _silver, "gold": _gold, "features": _features}
+
+
+def run_steps(spark, settings: Settings, step: str, full: bool = False) -> None:
     """Run one step, or every step in order for `all`, logging each one's duration."""
     names = list(STEPS) if step == "all" else [step]
     for name in names:
         started = time.monotonic()
         log.info("step %s: started", name)
-        STEPS[name](spark, settings)
+        if name == "features":
+            STEPS[name](spark, settings, full=full)
+        else:
+            STEPS[name](spark, settings)
         log.info("step %s: done in %.1fs", name, time.monotonic() - started)
 
 
@@ -63,7 +75,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     settings = load_settings(args.use_case, args.env)
     spark = build_spark(settings.env, f"lakeforge-{args.step}")
-    run_steps(spark, settings, args.step)
+    run_steps(spark, settings, args.step, full=args.full)
     if settings.env.spark.mode == "local":
         from lakeforge.config import lakeforge_home
 
@@ -75,6 +87,38 @@ def _cmd_sql(args: argparse.Namespace) -> None:
 
     spark = build_spark(load_environment(args.env), "lakeforge-sql")
     spark.sql(args.query).show(args.limit, truncate=False)
+
+
+def _cmd_features(args: argparse.Namespace) -> None:
+    from lakeforge import feature_store
+    from lakeforge.session import build_spark
+
+    settings = load_settings(args.use_case, args.env)
+    spark = build_spark(settings.env, "lakeforge-features")
+    if args.action == "list":
+        rows = [
+            (
+                s.name,
+                s.table_name,
+                s.properties.get("window_end", "-"),
+                s.properties.get("refreshed_at", "never"),
+                "-" if s.age_hours is None else f"{s.age_hours:.1f}",
+                f"{s.max_age_hours:g}",
+                "STALE" if s.stale else "ok",
+            )
+            for s in feature_store.statuses(spark, settings)
+        ]
+        _print_table(["feature table", "table", "window end", "refreshed at", "age h", "max age h", "freshness"], rows)
+        return
+    status = feature_store.status(spark, settings, args.name)
+    print(f"{status.name} ({status.table_name}): {'STALE' if status.stale else 'fresh'}")
+    _print_table(["property", "value"], sorted(status.properties.items()))
+
+
+def _print_table(header: list[str], rows: list[tuple]) -> None:
+    widths = [max(len(str(v)) for v in column) for column in zip(header, *rows, strict=False)]
+    for row in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("step", choices=[*STEPS, "all"])
     run.add_argument("--use-case", required=True)
     run.add_argument("--env", default="local")
+    run.add_argument("--full", action="store_true", help="features: recompute every time window, not only new ones")
     run.set_defaults(handler=_cmd_run)
+
+    features = commands.add_parser("features", help="list feature tables or describe one: lineage and freshness")
+    features.add_argument("action", choices=["list", "describe"])
+    features.add_argument("name", nargs="?", help="feature table (for describe)")
+    features.add_argument("--use-case", required=True)
+    features.add_argument("--env", default="local")
+    features.set_defaults(handler=_cmd_features)
 
     sql = commands.add_parser("sql", help="run Spark SQL against the configured metastore and print a table")
     sql.add_argument("query")
@@ -106,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "features" and args.action == "describe" and not args.name:
+        parser.error("features describe needs the name of a feature table")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     log.addHandler(handler)

@@ -7,7 +7,10 @@ pattern so a config file can never inject SQL through a table name.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import inspect
+import json
 import os
 import re
 from collections.abc import Callable
@@ -136,14 +139,162 @@ class GoldTable(_Strict):
         return value
 
 
+LAYERS = ("bronze", "silver", "gold", "features")
+
+
+def check_table_reference(reference: str) -> tuple[str, str]:
+    """Split `layer.table` (for example `silver.orders`) and check both parts."""
+    layer, _, name = reference.partition(".")
+    if layer not in LAYERS or not name:
+        raise ValueError(f"'{reference}' must look like 'layer.table' with layer one of {', '.join(LAYERS)}")
+    return layer, check_identifier(name)
+
+
+def _check_transform_accepts(reference: str, inputs: list[str], params: dict[str, Any]) -> None:
+    """Fail on load, not mid-job, when a transform cannot take the inputs and params config gives it."""
+    function = resolve_callable(reference)
+    try:
+        inspect.signature(function).bind(**dict.fromkeys(inputs), **params)
+    except TypeError as exc:
+        raise ValueError(
+            f"{reference} cannot be called with inputs {inputs} and params {sorted(params)}: {exc}"
+        ) from exc
+
+
+class TextPipeline(_Strict):
+    """A text column turned into TF-IDF vectors by a pipeline fitted once in the features job."""
+
+    column: str
+    num_features: int = Field(default=4096, ge=16, le=1 << 20)
+    min_doc_freq: int = Field(default=2, ge=0)
+    ngrams: int = Field(default=2, ge=1, le=3)
+
+    @field_validator("column")
+    @classmethod
+    def _column_is_identifier(cls, value: str) -> str:
+        return check_identifier(value)
+
+
+class FeatureTable(_Strict):
+    """A Delta feature table: entity keys, a timestamp key, its sources and the transform computing it.
+
+    The transform takes one DataFrame per source (named after the table) plus `params`, and returns
+    rows keyed by `entity` and `timestamp`. An incremental run recomputes only timestamps from the
+    last one already written, reading `lookback_days` of history before it for the windows.
+    """
+
+    entity: list[str]
+    timestamp: str
+    sources: list[str]
+    transform: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    time_columns: dict[str, str] = Field(default_factory=dict)
+    lookback_days: int = Field(default=0, ge=0)
+    max_age_hours: float = Field(default=36.0, gt=0)
+    text: TextPipeline | None = None
+
+    @field_validator("entity")
+    @classmethod
+    def _entity_are_identifiers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one entity key column is required")
+        return [check_identifier(v) for v in value]
+
+    @field_validator("timestamp")
+    @classmethod
+    def _timestamp_is_identifier(cls, value: str) -> str:
+        return check_identifier(value)
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_are_table_references(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one source table is required")
+        for reference in value:
+            check_table_reference(reference)
+        return value
+
+    @model_validator(mode="after")
+    def _transform_fits(self) -> FeatureTable:
+        _check_transform_accepts(self.transform, self.source_names(), self.params)
+        for name, column in self.time_columns.items():
+            check_identifier(column)
+            if name not in self.source_names():
+                raise ValueError(f"time_columns names '{name}', which is not one of the sources {self.source_names()}")
+        return self
+
+    def source_names(self) -> list[str]:
+        return [check_table_reference(reference)[1] for reference in self.sources]
+
+    def config_hash(self) -> str:
+        """A short, stable hash of this table's definition: it changes when the computation does."""
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Labels(_Strict):
+    """How the label table (entity, label time, label) is computed from source tables."""
+
+    table: str
+    entity: list[str]
+    timestamp: str
+    label: str
+    sources: list[str]
+    transform: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("table", "timestamp", "label")
+    @classmethod
+    def _names_are_identifiers(cls, value: str) -> str:
+        return check_identifier(value)
+
+    @field_validator("entity")
+    @classmethod
+    def _entity_are_identifiers(cls, value: list[str]) -> list[str]:
+        return [check_identifier(v) for v in value]
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_are_table_references(cls, value: list[str]) -> list[str]:
+        for reference in value:
+            check_table_reference(reference)
+        return value
+
+    @model_validator(mode="after")
+    def _transform_fits(self) -> Labels:
+        _check_transform_accepts(self.transform, [check_table_reference(s)[1] for s in self.sources], self.params)
+        return self
+
+
+class Features(_Strict):
+    """Feature tables of a use case and the labels a training set joins them to."""
+
+    tables: dict[str, FeatureTable]
+    entities: str
+    labels: Labels | None = None
+
+    @field_validator("entities")
+    @classmethod
+    def _entities_is_table_reference(cls, value: str) -> str:
+        check_table_reference(value)
+        return value
+
+    @field_validator("tables")
+    @classmethod
+    def _table_names_are_identifiers(cls, value: dict[str, FeatureTable]) -> dict[str, FeatureTable]:
+        for name in value:
+            check_identifier(name)
+        return value
+
+
 class UseCase(_Strict):
-    """A data set: its feeds, how to generate demo data, and its gold tables."""
+    """A data set: its feeds, how to generate demo data, its gold tables and its features."""
 
     name: str
     description: str = ""
     generator: str
     sources: dict[str, Source]
     gold: dict[str, GoldTable] = Field(default_factory=dict)
+    features: Features | None = None
 
     @field_validator("name")
     @classmethod
@@ -169,7 +320,25 @@ class UseCase(_Strict):
             for input_name in table.inputs:
                 if input_name not in self.sources:
                     raise ValueError(f"gold table '{table_name}' reads '{input_name}', which is not a source")
+        if self.features:
+            labels = [self.features.labels] if self.features.labels else []
+            owners = [(n, t.sources) for n, t in self.features.tables.items()]
+            owners += [("labels", label.sources) for label in labels] + [("entities", [self.features.entities])]
+            for owner, references in owners:
+                for reference in references:
+                    self._check_declared(owner, reference)
         return self
+
+    def _check_declared(self, owner: str, reference: str) -> None:
+        layer, name = check_table_reference(reference)
+        declared = {
+            "bronze": self.sources,
+            "silver": self.sources,
+            "gold": self.gold,
+            "features": self.features.tables if self.features else {},
+        }[layer]
+        if name not in declared:
+            raise ValueError(f"'{owner}' reads {reference}, but no {layer} table '{name}' is declared in this use case")
 
 
 class SparkSettings(_Strict):
@@ -184,9 +353,10 @@ class Schemas(_Strict):
     bronze: str = "bronze"
     silver: str = "silver"
     gold: str = "gold"
+    features: str = "features"
     ops: str = "ops"
 
-    @field_validator("bronze", "silver", "gold", "ops")
+    @field_validator("bronze", "silver", "gold", "features", "ops")
     @classmethod
     def _schema_is_identifier(cls, value: str) -> str:
         return check_identifier(value)
@@ -201,6 +371,7 @@ class Paths(_Strict):
     gx_project: str = "gx"
     warehouse: str = "warehouse"
     metastore: str = "metastore"
+    artifacts: str = "artifacts"
 
 
 class Environment(_Strict):

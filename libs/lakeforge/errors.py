@@ -35,3 +35,7 @@ class TableNotFound(LakeforgeError):
 
 class OrphanedTableError(LakeforgeError):
     """A table's folder holds Delta data the metastore does not know about."""
+
+
+class FeatureDefinitionError(LakeforgeError):
+    """A feature table's transform returned rows that cannot be stored or joined as declared."""

@@ -24,11 +24,30 @@ def table_exists(spark: SparkSession, table: str) -> bool:
     return spark.catalog.tableExists(table.replace("`", ""))
 
 
-def read_table(spark: SparkSession, table: str) -> DataFrame:
-    """Read a table, or say which step has to run first."""
+def read_table(spark: SparkSession, table: str, version: int | None = None) -> DataFrame:
+    """Read a table (at a Delta version when given: time travel), or say which step has to run first."""
     if not table_exists(spark, table):
         raise TableNotFound(f"table {table} does not exist yet: run the step that writes it first")
-    return spark.read.table(table)
+    if version is None:
+        return spark.read.table(table)
+    return spark.read.option("versionAsOf", version).table(table)
+
+
+def table_properties(spark: SparkSession, table: str) -> dict[str, str]:
+    """The table's properties (TBLPROPERTIES), empty when the table does not exist."""
+    if not table_exists(spark, table):
+        return {}
+    return {key: value for key, value in DeltaTable.forName(spark, table).detail().first()["properties"].items()}
+
+
+def set_properties(spark: SparkSession, table: str, properties: dict[str, str]) -> None:
+    """Record metadata (lineage, freshness) on the table itself, in one Delta commit."""
+    assignments = ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in sorted(properties.items()))
+    spark.sql(f"ALTER TABLE {table} SET TBLPROPERTIES ({assignments})")
+
+
+def _sql_string(value: str) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def table_version(spark: SparkSession, table: str) -> int | None:
@@ -132,6 +151,29 @@ def merge_latest(df: DataFrame, table: str, keys: list[str], event_time: str) ->
         .whenNotMatchedInsertAll()
         .execute()
     )
+
+
+def upsert(df: DataFrame, table: str, keys: list[str], properties: dict[str, str] | None = None) -> None:
+    """MERGE rows on their keys: matched rows are replaced, new ones inserted; replaying changes nothing."""
+    _create_if_missing(df.sparkSession, table, df, properties or {})
+    if _appended_as_first_load(df, table):
+        return
+    on = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in keys)
+    (
+        DeltaTable.forName(df.sparkSession, table)
+        .alias("t")
+        .merge(df.alias("s"), on)
+        .withSchemaEvolution()
+        .whenMatchedUpdateAll()
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def append(df: DataFrame, table: str) -> None:
+    """Append rows (a log such as a registry: every run adds its own rows)."""
+    _create_if_missing(df.sparkSession, table, df, {})
+    df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(table)
 
 
 def insert_new(df: DataFrame, table: str, id_column: str) -> None:

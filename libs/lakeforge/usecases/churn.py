@@ -13,6 +13,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.datagen import BatchSpec, pick, seconds, timestamp_after, unit_random
+from lakeforge.features import trailing_day_text, trailing_day_windows
 
 START = dt.datetime(2026, 1, 1)
 HISTORY_DAYS = 90
@@ -227,4 +228,87 @@ def customer_entity(customers: DataFrame, orders: DataFrame, tickets: DataFrame,
         .join(ticket_stats, "customer_id", "left")
         .join(labels, "customer_id", "left")
         .fillna({"lifetime_orders": 0, "lifetime_spend": 0.0, "lifetime_tickets": 0})
+    )
+
+
+COUNTED_STATUSES = ("completed", "shipped")
+
+
+def customer_activity(orders: DataFrame, tickets: DataFrame, *, windows_days: list[int]) -> DataFrame:
+    """Orders, spend and tickets over trailing windows, and days since the last order, per customer and active day."""
+    events = orders.select(
+        "customer_id",
+        F.col("order_ts").alias("event_ts"),
+        F.lit(1).alias("is_order"),
+        F.when(F.col("status").isin(*COUNTED_STATUSES), F.col("amount")).otherwise(0.0).alias("spend"),
+        F.lit(0).alias("is_ticket"),
+    ).unionByName(
+        tickets.select(
+            "customer_id",
+            F.col("created_at").alias("event_ts"),
+            F.lit(0).alias("is_order"),
+            F.lit(0.0).alias("spend"),
+            F.lit(1).alias("is_ticket"),
+        )
+    )
+    metrics = {"orders": F.sum("is_order"), "spend": F.sum("spend"), "tickets": F.sum("is_ticket")}
+    return trailing_day_windows(events, ["customer_id"], "event_ts", metrics, windows_days, recency=["orders"])
+
+
+def ticket_text(tickets: DataFrame, *, window_days: int) -> DataFrame:
+    """Subjects and bodies of a customer's tickets over the trailing window, per customer and day with tickets."""
+    text = F.concat_ws(". ", "subject", "body")
+    return trailing_day_text(tickets, ["customer_id"], "created_at", text, window_days, f"ticket_text_{window_days}d")
+
+
+def customer_profile(customers: DataFrame) -> DataFrame:
+    """Plan, country, age and fee of each customer as of their last update."""
+    return customers.select(
+        "customer_id",
+        F.col("updated_at").alias("feature_ts"),
+        "plan",
+        "country",
+        "age",
+        "monthly_fee",
+        F.datediff(F.to_date("updated_at"), "signup_date").alias("tenure_days"),
+    )
+
+
+def churn_labels(
+    customers: DataFrame,
+    cancellations: DataFrame,
+    *,
+    first_cutoff: str,
+    every_days: int,
+    horizon_days: int,
+    label_delay_days: int,
+) -> DataFrame:
+    """One row per active customer and cutoff: `churned` is 1 when they cancelled within the horizon after it.
+
+    Cutoffs run every `every_days` from `first_cutoff`, up to the last one whose horizon ended
+    `label_delay_days` before the latest cancellation record, so labels of that window had time to arrive.
+    """
+    known_until = cancellations.agg(F.max("recorded_at").alias("known_until"))
+    last_cutoff = F.date_sub(F.to_date("known_until"), horizon_days + label_delay_days)
+    cutoffs = known_until.select(
+        F.explode(
+            F.sequence(F.to_date(F.lit(first_cutoff)), last_cutoff, F.make_interval(days=F.lit(every_days)))
+        ).alias("cutoff")
+    ).where(F.col("cutoff") <= last_cutoff)
+    cancelled = cancellations.select("customer_id", "cancelled_at")
+    label_ts = F.to_timestamp("cutoff")
+    horizon_end = label_ts + F.make_interval(days=F.lit(horizon_days))
+    return (
+        customers.select("customer_id", "signup_date")
+        .crossJoin(F.broadcast(cutoffs))
+        .join(cancelled, "customer_id", "left")
+        .where(
+            (F.col("signup_date") < F.col("cutoff"))
+            & (F.col("cancelled_at").isNull() | (F.col("cancelled_at") >= label_ts))
+        )
+        .select(
+            "customer_id",
+            label_ts.alias("label_ts"),
+            (F.col("cancelled_at").isNotNull() & (F.col("cancelled_at") < horizon_end)).cast("int").alias("churned"),
+        )
     )

@@ -1,0 +1,348 @@
+"""Feature tables on Delta: materialize them with lineage, list them, and look features up point in time.
+
+The features job computes every feature table the use case declares, MERGEs the new time slice (a
+full run replaces the table in one transaction), records lineage (source tables and the Delta
+versions read, code version, config hash, time window, refresh time) as table properties and in
+the `feature_registry` table, fits and saves the text pipeline, and writes the label table.
+Training and scoring both call `lookup`, so an entity's features at a time are the same on both paths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeforge import tables
+from lakeforge.config import Features, FeatureTable, Settings, check_table_reference, resolve_callable
+from lakeforge.errors import FeatureDefinitionError, LakeforgeError, TableNotFound
+from lakeforge.features import FeatureSource, build_scoring_set, build_training_set, duplicate_keys
+from lakeforge.provenance import code_version
+from lakeforge.text import fit_text_pipeline
+
+log = logging.getLogger(__name__)
+
+REGISTRY_TABLE = "feature_registry"
+PROPERTY = "lakeforge.{}"
+
+REGISTRY_SCHEMA = T.StructType(
+    [
+        T.StructField("feature_table", T.StringType()),
+        T.StructField("table_name", T.StringType()),
+        T.StructField("mode", T.StringType()),
+        T.StructField("entity", T.ArrayType(T.StringType())),
+        T.StructField("timestamp_key", T.StringType()),
+        T.StructField("window_start", T.TimestampType()),
+        T.StructField("window_end", T.TimestampType()),
+        T.StructField("rows_written", T.LongType()),
+        T.StructField("source_versions", T.MapType(T.StringType(), T.LongType())),
+        T.StructField("code_version", T.StringType()),
+        T.StructField("config_hash", T.StringType()),
+        T.StructField("text_pipeline", T.StringType()),
+        T.StructField("max_age_hours", T.DoubleType()),
+        T.StructField("refreshed_at", T.TimestampType()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What one features run wrote to one feature table; one row of the feature registry."""
+
+    feature_table: str
+    table_name: str
+    mode: str
+    entity: list[str]
+    timestamp_key: str
+    window_start: dt.datetime | None
+    window_end: dt.datetime | None
+    rows_written: int
+    source_versions: dict[str, int]
+    code_version: str
+    config_hash: str
+    text_pipeline: str | None
+    max_age_hours: float
+    refreshed_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Labels joined point in time to every feature table, and the Delta versions it was built from."""
+
+    rows: DataFrame
+    entity: list[str]
+    timestamp: str
+    label: str
+    versions: dict[str, int] = field(default_factory=dict)
+
+
+def _features(settings: Settings) -> Features:
+    if settings.use_case.features is None:
+        raise LakeforgeError(f"use case '{settings.use_case.name}' declares no features: add a 'features' section")
+    return settings.use_case.features
+
+
+def source_table(settings: Settings, reference: str) -> str:
+    """The qualified name of a `layer.table` reference from config."""
+    layer, name = check_table_reference(reference)
+    return settings.table(layer, name)
+
+
+def check_sources_exist(spark: SparkSession, settings: Settings) -> None:
+    """Fail before any write when a table the features job reads does not exist."""
+    features = _features(settings)
+    produced = {f"features.{name}" for name in features.tables}
+    wanted = {ref: owner for owner, table in features.tables.items() for ref in table.sources}
+    if features.labels:
+        wanted.update(dict.fromkeys(features.labels.sources, "labels"))
+    missing = [
+        f"{source_table(settings, ref)} (read by {owner})"
+        for ref, owner in sorted(wanted.items())
+        if ref not in produced and not tables.table_exists(spark, source_table(settings, ref))
+    ]
+    if missing:
+        raise TableNotFound(f"the features job reads tables that do not exist yet: {', '.join(missing)}")
+
+
+def run(spark: SparkSession, settings: Settings, full: bool = False) -> list[Refresh]:
+    """Refresh every feature table (incrementally unless `full`), then the label table."""
+    features = _features(settings)
+    check_sources_exist(spark, settings)
+    tables.ensure_schema(spark, settings.schema("features"))
+    tables.ensure_schema(spark, settings.schema("ops"))
+    refreshes = [materialize(spark, settings, name, table, full) for name, table in features.tables.items()]
+    if features.labels:
+        write_labels(spark, settings)
+    return refreshes
+
+
+def _last_timestamp(spark: SparkSession, table_name: str, timestamp: str) -> dt.datetime | None:
+    return tables.read_table(spark, table_name).agg(F.max(timestamp)).first()[0]
+
+
+def _read_inputs(
+    spark: SparkSession, settings: Settings, table: FeatureTable, versions: dict[str, int], since: dt.datetime | None
+) -> dict[str, DataFrame]:
+    inputs = {}
+    for reference in table.sources:
+        name = check_table_reference(reference)[1]
+        rows = tables.read_table(spark, source_table(settings, reference), versions[reference])
+        if since is not None and name in table.time_columns:
+            rows = rows.where(F.col(table.time_columns[name]) >= F.lit(since - dt.timedelta(days=table.lookback_days)))
+        inputs[name] = rows
+    return inputs
+
+
+def compute_feature_rows(
+    inputs: dict[str, DataFrame], name: str, table: FeatureTable, since: dt.datetime | None
+) -> DataFrame:
+    """Run the table's transform and check it returned what the config declares."""
+    rows = resolve_callable(table.transform)(**inputs, **table.params)
+    missing = [c for c in [*table.entity, table.timestamp] if c not in rows.columns]
+    if missing:
+        raise FeatureDefinitionError(f"{table.transform} for feature table {name} returned no column(s) {missing}")
+    if table.text and table.text.column not in rows.columns:
+        raise FeatureDefinitionError(f"feature table {name} declares text column {table.text.column}, not returned")
+    if since is not None:
+        rows = rows.where(F.col(table.timestamp) >= F.lit(since))
+    return rows
+
+
+def materialize(spark: SparkSession, settings: Settings, name: str, table: FeatureTable, full: bool) -> Refresh:
+    """Compute one feature table and write it with its lineage."""
+    started = time.monotonic()
+    target = settings.table("features", name)
+    keys = [*table.entity, table.timestamp]
+    properties = tables.table_properties(spark, target)
+    incremental = not full and properties.get(PROPERTY.format("config_hash")) == table.config_hash()
+    since = _last_timestamp(spark, target, table.timestamp) if incremental else None
+    versions = {ref: tables.table_version(spark, source_table(settings, ref)) for ref in table.sources}
+    rows = compute_feature_rows(_read_inputs(spark, settings, table, versions, since), name, table, since).persist()
+    try:
+        duplicates = duplicate_keys(rows, keys).limit(3).collect()
+        if duplicates:
+            raise FeatureDefinitionError(
+                f"{table.transform} returned more than one row per {keys} for feature table {name}, "
+                f"for example {[row.asDict() for row in duplicates]}"
+            )
+        summary = rows.agg(F.count("*"), F.min(table.timestamp), F.max(table.timestamp)).first()
+        text_pipeline = properties.get(PROPERTY.format("text_pipeline")) if incremental else None
+        if table.text and not text_pipeline:
+            text_pipeline = _save_text_pipeline(settings, name, table, rows)
+        if incremental:
+            tables.upsert(rows, target, keys)
+        else:
+            tables.overwrite(rows, target)
+    finally:
+        rows.unpersist()
+    refresh = Refresh(
+        feature_table=name,
+        table_name=target,
+        mode="incremental" if incremental else "full",
+        entity=table.entity,
+        timestamp_key=table.timestamp,
+        window_start=summary[1],
+        window_end=summary[2],
+        rows_written=summary[0],
+        source_versions=versions,
+        code_version=code_version(),
+        config_hash=table.config_hash(),
+        text_pipeline=text_pipeline,
+        max_age_hours=table.max_age_hours,
+        refreshed_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+    )
+    tables.set_properties(spark, target, lineage_properties(refresh, settings))
+    tables.append(spark.createDataFrame([asdict(refresh)], REGISTRY_SCHEMA), settings.table("ops", REGISTRY_TABLE))
+    log.info(
+        "features %s: %s refresh of %d rows in %.1fs",
+        name,
+        refresh.mode,
+        refresh.rows_written,
+        time.monotonic() - started,
+    )
+    return refresh
+
+
+def lineage_properties(refresh: Refresh, settings: Settings) -> dict[str, str]:
+    """Lineage and freshness as Delta table properties (`lakeforge.*`)."""
+    values = {
+        "entity": ",".join(refresh.entity),
+        "timestamp_key": refresh.timestamp_key,
+        "sources": json.dumps({source_table(settings, ref): v for ref, v in refresh.source_versions.items()}),
+        "code_version": refresh.code_version,
+        "config_hash": refresh.config_hash,
+        "window_start": _iso(refresh.window_start),
+        "window_end": _iso(refresh.window_end),
+        "refreshed_at": _iso(refresh.refreshed_at),
+        "max_age_hours": str(refresh.max_age_hours),
+        "text_pipeline": refresh.text_pipeline or "",
+    }
+    return {PROPERTY.format(key): value for key, value in values.items()}
+
+
+def _iso(value: dt.datetime | None) -> str:
+    return value.isoformat() if value else ""
+
+
+def _save_text_pipeline(settings: Settings, name: str, table: FeatureTable, rows: DataFrame) -> str:
+    started = time.monotonic()
+    model = fit_text_pipeline(rows, table.text)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    path = f"{settings.env.path('artifacts')}/features/{settings.use_case.name}/{name}/text_pipeline/{stamp}"
+    model.write().overwrite().save(path)
+    log.info("features %s: text pipeline fitted and saved to %s in %.1fs", name, path, time.monotonic() - started)
+    return path
+
+
+def load_text_pipeline(spark: SparkSession, settings: Settings, name: str) -> PipelineModel:
+    """The fitted text pipeline recorded on a feature table: apply it, never refit it."""
+    path = tables.table_properties(spark, settings.table("features", name)).get(PROPERTY.format("text_pipeline"))
+    if not path:
+        raise FeatureDefinitionError(f"feature table {name} records no fitted text pipeline: run the features job")
+    return PipelineModel.load(path)
+
+
+def write_labels(spark: SparkSession, settings: Settings) -> int:
+    """Recompute the label table from its sources, replacing it in one transaction."""
+    labels = _features(settings).labels
+    target = settings.table("gold", labels.table)
+    inputs = {
+        check_table_reference(ref)[1]: tables.read_table(spark, source_table(settings, ref)) for ref in labels.sources
+    }
+    rows = resolve_callable(labels.transform)(**inputs, **labels.params)
+    missing = [c for c in [*labels.entity, labels.timestamp, labels.label] if c not in rows.columns]
+    if missing:
+        raise FeatureDefinitionError(f"{labels.transform} returned no column(s) {missing} for the label table")
+    tables.overwrite(rows.select(*labels.entity, labels.timestamp, labels.label), target)
+    return tables.read_table(spark, target).count()
+
+
+def feature_sources(
+    spark: SparkSession, settings: Settings, versions: dict[str, int] | None = None
+) -> tuple[list[FeatureSource], dict[str, int]]:
+    """Every feature table as of `versions` (Delta time travel) or its latest version, and the versions used."""
+    sources, used = [], {}
+    for name, table in _features(settings).tables.items():
+        table_name = settings.table("features", name)
+        version = (versions or {}).get(table_name)
+        used[table_name] = version if version is not None else tables.table_version(spark, table_name)
+        rows = tables.read_table(spark, table_name, used[table_name])
+        sources.append(FeatureSource(name, rows, table.entity, table.timestamp))
+    return sources, used
+
+
+def training_set(spark: SparkSession, settings: Settings, versions: dict[str, int] | None = None) -> TrainingSet:
+    """Labels joined point in time to every feature table, at the given Delta versions or the latest."""
+    labels = _features(settings).labels
+    if labels is None:
+        raise LakeforgeError(f"use case '{settings.use_case.name}' declares no labels: add features.labels")
+    labels_table = settings.table("gold", labels.table)
+    label_version = (versions or {}).get(labels_table)
+    if label_version is None:
+        label_version = tables.table_version(spark, labels_table)
+    label_rows = tables.read_table(spark, labels_table, label_version)
+    sources, used = feature_sources(spark, settings, versions)
+    rows = build_training_set(label_rows, labels.timestamp, sources)
+    return TrainingSet(rows, labels.entity, labels.timestamp, labels.label, {labels_table: label_version, **used})
+
+
+def scoring_set(
+    spark: SparkSession, settings: Settings, as_of: dt.datetime, versions: dict[str, int] | None = None
+) -> tuple[DataFrame, dict[str, int]]:
+    """Every entity's features as of one instant, through the same lookup as training."""
+    features = _features(settings)
+    entity = sorted({key for table in features.tables.values() for key in table.entity})
+    entities = tables.read_table(spark, source_table(settings, features.entities)).select(*entity).distinct()
+    timestamp = features.labels.timestamp if features.labels else "as_of"
+    sources, used = feature_sources(spark, settings, versions)
+    return build_scoring_set(entities, F.lit(as_of).cast("timestamp"), timestamp, sources), used
+
+
+def registry(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Every refresh ever recorded, newest first."""
+    return tables.read_table(spark, settings.table("ops", REGISTRY_TABLE)).orderBy(F.col("refreshed_at").desc())
+
+
+@dataclass(frozen=True)
+class FeatureTableStatus:
+    """A feature table's latest refresh and whether it is older than its configured max age."""
+
+    name: str
+    table_name: str
+    properties: dict[str, str]
+    age_hours: float | None
+    max_age_hours: float
+
+    @property
+    def stale(self) -> bool:
+        return self.age_hours is None or self.age_hours > self.max_age_hours
+
+
+def status(spark: SparkSession, settings: Settings, name: str, now: dt.datetime | None = None) -> FeatureTableStatus:
+    """Lineage and freshness of one feature table, read from its properties."""
+    features = _features(settings)
+    if name not in features.tables:
+        raise LakeforgeError(
+            f"no feature table '{name}' in use case '{settings.use_case.name}': {sorted(features.tables)}"
+        )
+    table_name = settings.table("features", name)
+    properties = {
+        key.removeprefix("lakeforge."): value
+        for key, value in tables.table_properties(spark, table_name).items()
+        if key.startswith("lakeforge.")
+    }
+    refreshed = properties.get("refreshed_at")
+    now = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    age = (now - dt.datetime.fromisoformat(refreshed)).total_seconds() / 3600 if refreshed else None
+    return FeatureTableStatus(name, table_name, properties, age, features.tables[name].max_age_hours)
+
+
+def statuses(spark: SparkSession, settings: Settings) -> list[FeatureTableStatus]:
+    return [status(spark, settings, name) for name in _features(settings).tables]
