@@ -78,7 +78,13 @@ def test_several_feature_tables_on_different_grids(spark):
         (T(2026, 1, 20), 20, "premium"),  # duplicate label rows stay two rows
     ]
     assert joined.columns == [
-        "customer_id", "label_ts", "churned", "orders_7d", "activity_age_days", "plan", "profile_age_days"
+        "customer_id",
+        "label_ts",
+        "churned",
+        "orders_7d",
+        "activity_age_days",
+        "plan",
+        "profile_age_days",
     ]
 
 

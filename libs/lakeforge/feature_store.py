@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 
+from pyspark.errors import AnalysisException
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -123,26 +124,81 @@ def run(spark: SparkSession, settings: Settings, full: bool = False) -> list[Ref
     return refreshes
 
 
-def _last_timestamp(spark: SparkSession, table_name: str, timestamp: str) -> dt.datetime | None:
-    return tables.read_table(spark, table_name).agg(F.max(timestamp)).first()[0]
+SINCE = "_recompute_since"
+
+
+def changed_entities(
+    spark: SparkSession, settings: Settings, table: FeatureTable, recorded: dict[str, int], versions: dict[str, int]
+) -> DataFrame | None:
+    """Entities whose source rows changed since the versions the last refresh read, each with the
+    earliest event time among those changes (null: recompute all of that entity's history).
+
+    Read from the sources' change data feeds, so late updates to old events are found, not only new
+    days. None means an incremental refresh is not possible (a source without a change feed for that
+    range, or whose rows lack the entity keys): the caller recomputes everything.
+    """
+    changes = []
+    for reference in table.sources:
+        name = check_table_reference(reference)[1]
+        source = source_table(settings, reference)
+        start = recorded.get(_plain(source))
+        if start is None:
+            return None
+        if versions[reference] == start:
+            continue
+        try:
+            rows = tables.read_changes(spark, source, start + 1, versions[reference])
+            rows.schema  # noqa: B018 - resolving the plan is what fails when the feed is missing
+        except AnalysisException as exc:
+            log.warning("features: no change feed for %s since version %d (%s): full refresh", source, start, exc)
+            return None
+        if any(key not in rows.columns for key in table.entity):
+            return None
+        event_time = F.col(table.time_columns[name]) if name in table.time_columns else F.lit(None)
+        changes.append(rows.select(*table.entity, event_time.cast("timestamp").alias(SINCE)))
+    if not changes:
+        return spark.createDataFrame([], f"{', '.join(f'`{k}` string' for k in table.entity)}, {SINCE} timestamp")
+    union = changes[0]
+    for more in changes[1:]:
+        union = union.unionByName(more)
+    whole_history = F.max(F.col(SINCE).isNull().cast("int")) == 1
+    return union.groupBy(*table.entity).agg(F.when(whole_history, None).otherwise(F.min(SINCE)).alias(SINCE))
 
 
 def _read_inputs(
-    spark: SparkSession, settings: Settings, table: FeatureTable, versions: dict[str, int], since: dt.datetime | None
+    spark: SparkSession,
+    settings: Settings,
+    table: FeatureTable,
+    versions: dict[str, int],
+    changed: DataFrame | None,
 ) -> dict[str, DataFrame]:
+    """Each source at the version recorded for this refresh; for an incremental one, only the changed
+    entities' rows, from `lookback_days` before their earliest change."""
     inputs = {}
     for reference in table.sources:
         name = check_table_reference(reference)[1]
         rows = tables.read_table(spark, source_table(settings, reference), versions[reference])
-        if since is not None and name in table.time_columns:
-            rows = rows.where(F.col(table.time_columns[name]) >= F.lit(since - dt.timedelta(days=table.lookback_days)))
+        if changed is not None:
+            rows = (
+                rows.join(F.broadcast(changed), table.entity, "left_semi")
+                if name not in table.time_columns
+                else (
+                    rows.join(F.broadcast(changed), table.entity)
+                    .where(
+                        F.col(SINCE).isNull()
+                        | (
+                            F.col(table.time_columns[name])
+                            >= F.col(SINCE) - F.make_interval(days=F.lit(table.lookback_days))
+                        )
+                    )
+                    .drop(SINCE)
+                )
+            )
         inputs[name] = rows
     return inputs
 
 
-def compute_feature_rows(
-    inputs: dict[str, DataFrame], name: str, table: FeatureTable, since: dt.datetime | None
-) -> DataFrame:
+def compute_feature_rows(inputs: dict[str, DataFrame], name: str, table: FeatureTable) -> DataFrame:
     """Run the table's transform and check it returned what the config declares."""
     rows = resolve_callable(table.transform)(**inputs, **table.params)
     missing = [c for c in [*table.entity, table.timestamp] if c not in rows.columns]
@@ -150,21 +206,36 @@ def compute_feature_rows(
         raise FeatureDefinitionError(f"{table.transform} for feature table {name} returned no column(s) {missing}")
     if table.text and table.text.column not in rows.columns:
         raise FeatureDefinitionError(f"feature table {name} declares text column {table.text.column}, not returned")
-    if since is not None:
-        rows = rows.where(F.col(table.timestamp) >= F.lit(since))
     return rows
 
 
+def _only_changed(rows: DataFrame, table: FeatureTable, changed: DataFrame) -> DataFrame:
+    """Keep the rows from each changed entity's earliest change on: older rows did not change."""
+    return (
+        rows.join(F.broadcast(changed), table.entity)
+        .where(F.col(SINCE).isNull() | (F.col(table.timestamp) >= F.col(SINCE)))
+        .drop(SINCE)
+    )
+
+
 def materialize(spark: SparkSession, settings: Settings, name: str, table: FeatureTable, full: bool) -> Refresh:
-    """Compute one feature table and write it with its lineage."""
+    """Compute one feature table (only what changed, unless `full`) and write it with its lineage."""
     started = time.monotonic()
     target = settings.table("features", name)
     keys = [*table.entity, table.timestamp]
     properties = tables.table_properties(spark, target)
-    incremental = not full and properties.get(PROPERTY.format("config_hash")) == table.config_hash()
-    since = _last_timestamp(spark, target, table.timestamp) if incremental else None
     versions = {ref: tables.table_version(spark, source_table(settings, ref)) for ref in table.sources}
-    rows = compute_feature_rows(_read_inputs(spark, settings, table, versions, since), name, table, since).persist()
+    changed = None
+    if not full and properties.get(PROPERTY.format("config_hash")) == table.config_hash():
+        recorded = json.loads(properties.get(PROPERTY.format("sources"), "{}"))
+        changed = changed_entities(spark, settings, table, recorded, versions)
+    incremental = changed is not None
+    if incremental:
+        changed = changed.persist()
+    rows = compute_feature_rows(_read_inputs(spark, settings, table, versions, changed), name, table)
+    if incremental:
+        rows = _only_changed(rows, table, changed)
+    rows = rows.persist()
     try:
         duplicates = duplicate_keys(rows, keys).limit(3).collect()
         if duplicates:
@@ -182,6 +253,8 @@ def materialize(spark: SparkSession, settings: Settings, name: str, table: Featu
             tables.overwrite(rows, target)
     finally:
         rows.unpersist()
+        if changed is not None:
+            changed.unpersist()
     refresh = Refresh(
         feature_table=name,
         table_name=target,
@@ -191,7 +264,7 @@ def materialize(spark: SparkSession, settings: Settings, name: str, table: Featu
         window_start=summary[1],
         window_end=summary[2],
         rows_written=summary[0],
-        source_versions=versions,
+        source_versions={_plain(source_table(settings, ref)): version for ref, version in versions.items()},
         code_version=code_version(),
         config_hash=table.config_hash(),
         text_pipeline=text_pipeline,
@@ -215,7 +288,7 @@ def lineage_properties(refresh: Refresh, settings: Settings) -> dict[str, str]:
     values = {
         "entity": ",".join(refresh.entity),
         "timestamp_key": refresh.timestamp_key,
-        "sources": json.dumps({source_table(settings, ref): v for ref, v in refresh.source_versions.items()}),
+        "sources": json.dumps(refresh.source_versions, sort_keys=True),
         "code_version": refresh.code_version,
         "config_hash": refresh.config_hash,
         "window_start": _iso(refresh.window_start),
@@ -224,7 +297,13 @@ def lineage_properties(refresh: Refresh, settings: Settings) -> dict[str, str]:
         "max_age_hours": str(refresh.max_age_hours),
         "text_pipeline": refresh.text_pipeline or "",
     }
+    if refresh.window_start is None:  # nothing changed: the table still covers the window it covered
+        del values["window_start"], values["window_end"]
     return {PROPERTY.format(key): value for key, value in values.items()}
+
+
+def _plain(table_name: str) -> str:
+    return table_name.replace("`", "")
 
 
 def _iso(value: dt.datetime | None) -> str:

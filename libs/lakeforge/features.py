@@ -80,9 +80,11 @@ def trailing_day_text(
     output: str,
     timestamp: str = "feature_ts",
 ) -> DataFrame:
-    """One row per entity and active day: the texts of the trailing `window_days` days, joined by spaces."""
+    """One row per entity and active day: the trailing `window_days` days of texts in time order, space-joined."""
+    # Sorted by time (then text), so the joined text does not depend on how Spark split the rows.
+    in_order = F.array_sort(F.collect_list(F.struct(F.col(event_time).alias("t"), text.alias("text"))))
     daily = events.groupBy(*entity, F.to_date(event_time).alias("_day")).agg(
-        F.collect_list(text).alias("_texts"), F.count("*").alias("_count")
+        F.transform(in_order, lambda item: item["text"]).alias("_texts")
     )
     window = Window.partitionBy(*entity).orderBy(F.unix_date("_day")).rangeBetween(1 - window_days, 0)
     return daily.select(

@@ -70,6 +70,18 @@ def read_appended_rows(spark: SparkSession, table: str, start_version: int, end_
     )
 
 
+def read_changes(spark: SparkSession, table: str, start_version: int, end_version: int) -> DataFrame:
+    """Every row inserted, updated (before and after) or deleted between two versions, from the change data feed."""
+    return (
+        spark.read.format("delta")
+        .option("readChangeFeed", "true")
+        .option("startingVersion", start_version)
+        .option("endingVersion", end_version)
+        .table(table)
+        .drop("_commit_version", "_commit_timestamp")
+    )
+
+
 def _managed_location(spark: SparkSession, table: str) -> str | None:
     """Where the metastore would put `table` if it were created as a managed table."""
     *schema, name = table.split(".")
@@ -124,10 +136,16 @@ def append_idempotent(
     )
 
 
+CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
+
+
 def _appended_as_first_load(df: DataFrame, table: str) -> bool:
-    """Create the table if needed and, when it holds no data yet, append `df`: a MERGE would join against nothing."""
+    """Create the table if needed and, when it holds no data yet, append `df`: a MERGE would join against nothing.
+
+    Tables written by MERGE keep a change data feed, so the steps downstream can read what changed.
+    """
     spark = df.sparkSession
-    _create_if_missing(spark, table, df, {})
+    _create_if_missing(spark, table, df, CHANGE_FEED)
     if DeltaTable.forName(spark, table).detail().select("numFiles").first()[0] > 0:
         return False
     df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(table)
@@ -153,9 +171,8 @@ def merge_latest(df: DataFrame, table: str, keys: list[str], event_time: str) ->
     )
 
 
-def upsert(df: DataFrame, table: str, keys: list[str], properties: dict[str, str] | None = None) -> None:
+def upsert(df: DataFrame, table: str, keys: list[str]) -> None:
     """MERGE rows on their keys: matched rows are replaced, new ones inserted; replaying changes nothing."""
-    _create_if_missing(df.sparkSession, table, df, properties or {})
     if _appended_as_first_load(df, table):
         return
     on = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in keys)

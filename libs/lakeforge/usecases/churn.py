@@ -252,7 +252,9 @@ def customer_activity(orders: DataFrame, tickets: DataFrame, *, windows_days: li
         )
     )
     metrics = {"orders": F.sum("is_order"), "spend": F.sum("spend"), "tickets": F.sum("is_ticket")}
-    return trailing_day_windows(events, ["customer_id"], "event_ts", metrics, windows_days, recency=["orders"])
+    windows = trailing_day_windows(events, ["customer_id"], "event_ts", metrics, windows_days, recency=["orders"])
+    # Sums of doubles depend on the order Spark adds them in; cents are what the amounts mean.
+    return windows.select(*[F.round(c, 2).alias(c) if c.startswith("spend_") else F.col(c) for c in windows.columns])
 
 
 def ticket_text(tickets: DataFrame, *, window_days: int) -> DataFrame:
@@ -290,11 +292,10 @@ def churn_labels(
     """
     known_until = cancellations.agg(F.max("recorded_at").alias("known_until"))
     last_cutoff = F.date_sub(F.to_date("known_until"), horizon_days + label_delay_days)
-    cutoffs = known_until.select(
-        F.explode(
-            F.sequence(F.to_date(F.lit(first_cutoff)), last_cutoff, F.make_interval(days=F.lit(every_days)))
-        ).alias("cutoff")
-    ).where(F.col("cutoff") <= last_cutoff)
+    first = F.to_date(F.lit(first_cutoff))
+    cutoffs = known_until.where(last_cutoff >= first).select(
+        F.explode(F.sequence(first, last_cutoff, F.make_interval(days=F.lit(every_days)))).alias("cutoff")
+    )
     cancelled = cancellations.select("customer_id", "cancelled_at")
     label_ts = F.to_timestamp("cutoff")
     horizon_end = label_ts + F.make_interval(days=F.lit(horizon_days))
