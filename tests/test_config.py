@@ -68,9 +68,44 @@ def _typo_key(data):
     data["sources"]["orders"]["colums"] = data["sources"]["orders"].pop("columns")
 
 
+def _feature_source_missing(data):
+    data["features"]["tables"]["customer_profile"]["sources"] = ["gold.customers"]
+
+
+def _feature_source_bad_layer(data):
+    data["features"]["tables"]["customer_activity"]["sources"] = ["platinum.orders"]
+
+
+def _feature_transform_missing(data):
+    data["features"]["tables"]["ticket_text"]["transform"] = "lakeforge.usecases.churn:no_text_here"
+
+
+def _feature_param_unknown(data):
+    data["features"]["tables"]["customer_activity"]["params"]["window_weeks"] = [1]
+
+
+def _feature_time_column_unknown_source(data):
+    data["features"]["tables"]["customer_activity"]["time_columns"]["payments"] = "paid_at"
+
+
+def _labels_source_missing(data):
+    data["features"]["labels"]["sources"] = ["silver.customers", "gold.cancellations"]
+
+
+def _labels_source_unexpected(data):
+    data["features"]["labels"]["sources"] = ["gold.cancellation_facts"]
+
+
 @pytest.mark.parametrize(
     ("mutate", "key", "message"),
     [
+        (_feature_source_missing, "<root>", "'customer_profile' reads gold.customers, but no gold table 'customers'"),
+        (_feature_source_bad_layer, "features.tables.customer_activity.sources", "must look like 'layer.table'"),
+        (_feature_transform_missing, "features.tables.ticket_text", "no function 'no_text_here'"),
+        (_feature_param_unknown, "features.tables.customer_activity", "cannot be called with inputs"),
+        (_feature_time_column_unknown_source, "features.tables.customer_activity", "time_columns names 'payments'"),
+        (_labels_source_missing, "<root>", "'labels' reads gold.cancellations, but no gold table 'cancellations'"),
+        (_labels_source_unexpected, "features.labels", "cannot be called with inputs"),
         (_drop_event_time, "sources.orders.event_time", "Field required"),
         (_bad_type, "sources.orders.columns", "has type 'money'"),
         (_injection, "sources", "not a valid identifier"),
