@@ -19,6 +19,11 @@ setup(
         "pyarrow>=15",
         "pydantic>=2.6,<3",
         "pyyaml>=6",
+        # 3.18's skinny and tracing packages are not published here yet.
+        "mlflow==3.17.2",
+        "hyperopt==0.3.0",
+        "scikit-learn>=1.5",
+        "matplotlib>=3.8",
     ],
     extras_require={
         "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "jsonschema>=4.20"],

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from lakeforge.config import Settings, load_environment, load_settings, load_use_case
-from lakeforge.errors import LakeforgeError
+from lakeforge.errors import LakeforgeError, ReproductionMismatch
 
 log = logging.getLogger("lakeforge")
 
@@ -41,7 +41,32 @@ def _features(spark, settings: Settings, full: bool = False) -> None:
     feature_store.run(spark, settings, full=full)
 
 
-STEPS: dict[str, Callable] = {"ingest": _ingest, "silver": _silver, "gold": _gold, "features": _features}
+def _train(spark, settings: Settings) -> None:
+    from lakeforge import training
+
+    result = training.run(spark, settings)
+    print(
+        f"trained {result.model_name} version {result.version} (run {result.run_id}, {result.trials} trials): "
+        f"test AUC-ROC {result.test_metrics['auc_roc']:.4f}, AUC-PR {result.test_metrics['auc_pr']:.4f}"
+    )
+
+
+def _validate(spark, settings: Settings) -> None:
+    from lakeforge import training
+
+    decision = training.validate(spark, settings)
+    verdict = "promoted to champion" if decision.promoted else "kept as challenger: " + "; ".join(decision.reasons)
+    print(f"{decision.model_name} version {decision.version}: {verdict}")
+
+
+STEPS: dict[str, Callable] = {
+    "ingest": _ingest,
+    "silver": _silver,
+    "gold": _gold,
+    "features": _features,
+    "train": _train,
+    "validate": _validate,
+}
 
 
 def run_steps(spark, settings: Settings, step: str, full: bool = False) -> None:
@@ -115,6 +140,23 @@ def _cmd_features(args: argparse.Namespace) -> None:
     _print_table(["property", "value"], sorted(status.properties.items()))
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> None:
+    from lakeforge import training
+    from lakeforge.session import build_spark
+
+    settings = load_settings(args.use_case, args.env)
+    spark = build_spark(settings.env, "lakeforge-reproduce")
+    comparison = training.reproduce(spark, settings, args.run_id)
+    rows = [
+        (m, f"{v['logged']:.6f}", f"{v['reproduced']:.6f}", f"{v['reproduced'] - v['logged']:+.2e}")
+        for m, v in comparison.items()
+    ]
+    _print_table(["test metric", "logged", "reproduced", "difference"], rows)
+    worst = max(abs(v["reproduced"] - v["logged"]) for v in comparison.values())
+    if worst > args.tolerance:
+        raise ReproductionMismatch(f"metrics differ by up to {worst:.2e}, more than --tolerance {args.tolerance}")
+
+
 def _print_table(header: list[str], rows: list[tuple]) -> None:
     widths = [max(len(str(v)) for v in column) for column in zip(header, *rows, strict=False)]
     for row in [header, ["-" * w for w in widths], *rows]:
@@ -141,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--env", default="local")
     run.add_argument("--full", action="store_true", help="features: recompute every time window, not only new ones")
     run.set_defaults(handler=_cmd_run)
+
+    reproduce = commands.add_parser("reproduce", help="rebuild a run's training set from its Delta versions and refit")
+    reproduce.add_argument("run_id")
+    reproduce.add_argument("--use-case", required=True)
+    reproduce.add_argument("--env", default="local")
+    reproduce.add_argument("--tolerance", type=float, default=1e-6, help="largest metric difference accepted")
+    reproduce.set_defaults(handler=_cmd_reproduce)
 
     features = commands.add_parser("features", help="list feature tables or describe one: lineage and freshness")
     features.add_argument("action", choices=["list", "describe"])

@@ -7,6 +7,7 @@ pattern so a config file can never inject SQL through a table name.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import importlib
 import inspect
@@ -286,8 +287,88 @@ class Features(_Strict):
         return value
 
 
+MODEL_FAMILIES = ("logistic_regression", "random_forest", "gbt")
+
+
+class SearchDimension(_Strict):
+    """One hyperparameter's search space, as hyperopt expresses it."""
+
+    kind: Literal["choice", "uniform", "loguniform", "quniform"]
+    options: list[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+    q: float | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> SearchDimension:
+        if self.kind == "choice" and not self.options:
+            raise ValueError("a 'choice' needs a non-empty 'options' list")
+        if self.kind != "choice":
+            if self.low is None or self.high is None or self.low >= self.high:
+                raise ValueError(f"a '{self.kind}' needs 'low' < 'high'")
+            if self.kind == "loguniform" and self.low <= 0:
+                raise ValueError("a 'loguniform' needs 'low' > 0 (bounds are given as values, not logs)")
+            if self.kind == "quniform" and not self.q:
+                raise ValueError("a 'quniform' needs a step 'q'")
+        return self
+
+
+class TimeSplit(_Strict):
+    """Train on labels before `validation_from`, tune on those before `test_from`, test on the rest."""
+
+    validation_from: dt.date
+    test_from: dt.date
+    test_until: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeSplit:
+        if not self.validation_from < self.test_from:
+            raise ValueError("validation_from must come before test_from")
+        if self.test_until and not self.test_from < self.test_until:
+            raise ValueError("test_from must come before test_until")
+        return self
+
+
+class Gate(_Strict):
+    """What a challenger must reach to become champion."""
+
+    min_auc_roc: float = Field(default=0.5, ge=0, le=1)
+    min_auc_pr: float = Field(default=0.0, ge=0, le=1)
+    max_auc_drop: float = Field(default=0.01, ge=0, le=1)
+    fail_on_reject: bool = False
+
+
+class Training(_Strict):
+    """How a model is trained, tuned, tracked and promoted."""
+
+    model_name: str
+    experiment: str
+    family: Literal["logistic_regression", "random_forest", "gbt"]
+    search_space: dict[str, SearchDimension]
+    fixed_params: dict[str, Any] = Field(default_factory=dict)
+    max_evals: int = Field(default=8, ge=1)
+    early_stop_rounds: int = Field(default=5, ge=1)
+    seed: int = 42
+    split: TimeSplit
+    numeric_features: list[str]
+    categorical_features: list[str] = Field(default_factory=list)
+    text_feature_table: str | None = None
+    decision_threshold: float = Field(default=0.5, gt=0, lt=1)
+    gate: Gate = Gate()
+
+    @field_validator("model_name", "experiment")
+    @classmethod
+    def _names_are_identifiers(cls, value: str) -> str:
+        return check_identifier(value)
+
+    @field_validator("numeric_features", "categorical_features")
+    @classmethod
+    def _columns_are_identifiers(cls, value: list[str]) -> list[str]:
+        return [check_identifier(v) for v in value]
+
+
 class UseCase(_Strict):
-    """A data set: its feeds, how to generate demo data, its gold tables and its features."""
+    """A data set: its feeds, how to generate demo data, its gold tables, features and training."""
 
     name: str
     description: str = ""
@@ -295,6 +376,7 @@ class UseCase(_Strict):
     sources: dict[str, Source]
     gold: dict[str, GoldTable] = Field(default_factory=dict)
     features: Features | None = None
+    training: Training | None = None
 
     @field_validator("name")
     @classmethod
@@ -329,6 +411,17 @@ class UseCase(_Strict):
                     self._check_declared(owner, reference)
         return self
 
+    @model_validator(mode="after")
+    def _training_uses_declared_features(self) -> UseCase:
+        if self.training is None:
+            return self
+        if self.features is None or self.features.labels is None:
+            raise ValueError("training needs a 'features' section with labels")
+        text_table = self.training.text_feature_table
+        if text_table and (text_table not in self.features.tables or not self.features.tables[text_table].text):
+            raise ValueError(f"training.text_feature_table '{text_table}' is not a feature table with a text pipeline")
+        return self
+
     def _check_declared(self, owner: str, reference: str) -> None:
         layer, name = check_table_reference(reference)
         declared = {
@@ -339,6 +432,19 @@ class UseCase(_Strict):
         }[layer]
         if name not in declared:
             raise ValueError(f"'{owner}' reads {reference}, but no {layer} table '{name}' is declared in this use case")
+
+
+class Tracking(_Strict):
+    """Where MLflow tracks runs and registers models.
+
+    Unset, runs go to an embedded SQLite store under LAKEFORGE_HOME (no server). Set `tracking_uri`
+    to an `http://` MLflow server or `databricks`; `registry_uri` `databricks-uc` registers models
+    in Unity Catalog as `catalog.schema.model`.
+    """
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    model_schema: str | None = None
 
 
 class SparkSettings(_Strict):
@@ -372,6 +478,7 @@ class Paths(_Strict):
     warehouse: str = "warehouse"
     metastore: str = "metastore"
     artifacts: str = "artifacts"
+    mlflow: str = "mlflow"
 
 
 class Environment(_Strict):
@@ -382,6 +489,7 @@ class Environment(_Strict):
     catalog: str | None = None
     schemas: Schemas = Schemas()
     paths: Paths = Paths()
+    tracking: Tracking = Tracking()
 
     @field_validator("catalog")
     @classmethod

@@ -39,3 +39,19 @@ class OrphanedTableError(LakeforgeError):
 
 class FeatureDefinitionError(LakeforgeError):
     """A feature table's transform returned rows that cannot be stored or joined as declared."""
+
+
+class TrainingDataError(LakeforgeError):
+    """The training set cannot train or evaluate a model as configured (an empty or one-class window)."""
+
+
+class ModelNotFound(LakeforgeError):
+    """The registry has no model version behind the alias a step needs."""
+
+
+class ModelRejected(LakeforgeError):
+    """The validation gate kept the champion: the challenger missed a threshold or fell behind."""
+
+
+class ReproductionMismatch(LakeforgeError):
+    """A reproduced run's metrics differ from the logged ones by more than the tolerance."""

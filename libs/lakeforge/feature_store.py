@@ -16,7 +16,6 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from pyspark.errors import AnalysisException
-from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -320,12 +319,12 @@ def _save_text_pipeline(settings: Settings, name: str, table: FeatureTable, rows
     return path
 
 
-def load_text_pipeline(spark: SparkSession, settings: Settings, name: str) -> PipelineModel:
-    """The fitted text pipeline recorded on a feature table: apply it, never refit it."""
+def text_pipeline_path(spark: SparkSession, settings: Settings, name: str) -> str:
+    """Where the fitted text pipeline recorded on a feature table lives: apply it, never refit it."""
     path = tables.table_properties(spark, settings.table("features", name)).get(PROPERTY.format("text_pipeline"))
     if not path:
         raise FeatureDefinitionError(f"feature table {name} records no fitted text pipeline: run the features job")
-    return PipelineModel.load(path)
+    return path
 
 
 def write_labels(spark: SparkSession, settings: Settings) -> int:

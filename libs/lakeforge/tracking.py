@@ -1,0 +1,90 @@
+"""MLflow at the edge: where runs are tracked and models registered, and the registry's aliases.
+
+Unconfigured, tracking is an embedded SQLite store under LAKEFORGE_HOME with artifacts beside it:
+no server to start. `tracking.tracking_uri` in the environment overlay points at an MLflow server
+or `databricks`; `registry_uri: databricks-uc` registers models in Unity Catalog.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from lakeforge.config import Settings
+from lakeforge.errors import ModelNotFound
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def tracking_uri(settings: Settings) -> str:
+    configured = settings.env.tracking.tracking_uri
+    if configured:
+        return configured
+    return f"sqlite:///{Path(settings.env.path('mlflow')) / 'mlflow.db'}"
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at this environment's stores and return the experiment id (created if missing)."""
+    uri = tracking_uri(settings)
+    local = uri.startswith("sqlite:")
+    if local:
+        root = Path(settings.env.path("mlflow"))
+        root.mkdir(parents=True, exist_ok=True)
+        # Spark models are staged here on their way into the artifact store.
+        os.environ.setdefault("MLFLOW_DFS_TMP", str(root / "dfs-tmp"))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(settings.env.tracking.registry_uri or uri)
+    training = settings.use_case.training
+    name = experiment_name(settings)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        location = (Path(settings.env.path("mlflow")) / "artifacts" / training.experiment).as_uri() if local else None
+        experiment_id = mlflow.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def experiment_name(settings: Settings) -> str:
+    name = settings.use_case.training.experiment
+    return f"/Shared/lakeforge/{name}" if settings.env.tracking.tracking_uri == "databricks" else name
+
+
+def registered_model_name(settings: Settings) -> str:
+    """`catalog.schema.model` in Unity Catalog, the bare model name elsewhere."""
+    model = settings.use_case.training.model_name
+    if (settings.env.tracking.registry_uri or "").startswith("databricks-uc"):
+        schema = settings.env.tracking.model_schema or settings.env.schemas.gold
+        return f"{settings.env.catalog}.{schema}.{model}"
+    return model
+
+
+def version_by_alias(name: str, alias: str) -> ModelVersion | None:
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def require_version(name: str, alias: str) -> ModelVersion:
+    version = version_by_alias(name, alias)
+    if version is None:
+        raise ModelNotFound(f"model {name} has no '{alias}' version: run `lakeforge run train` first")
+    return version
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def tag_version(name: str, version: str, tags: dict[str, object]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))

@@ -1,0 +1,314 @@
+"""Train, tune, track, register and gate: the training and validation jobs, and `reproduce`.
+
+Tuning runs Spark ML fits one after another under `hyperopt.Trials`: each fit is already
+distributed, and a Spark ML fit inside `SparkTrials` fails (`CONTEXT_ONLY_VALID_ON_DRIVER`). One
+MLflow parent run per job, a nested run per trial; the best parameters are refit on train +
+validation, evaluated on the test window, logged with the training set's Delta versions, and
+registered as the `challenger`. The validation job promotes it to `champion` only through the gate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import mlflow
+import numpy as np
+from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
+from hyperopt.early_stop import no_progress_loss
+from mlflow.models import infer_signature
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame, SparkSession
+
+from lakeforge import feature_store, modeling, tables, tracking
+from lakeforge.config import Settings, Training
+from lakeforge.errors import LakeforgeError, ModelRejected
+from lakeforge.provenance import code_version
+
+log = logging.getLogger(__name__)
+
+TEST_METRIC_PREFIX = "test_"
+LINEAGE_ARTIFACT = "lineage.json"
+PARAMS_ARTIFACT = "best_params.json"
+TRAINING_ARTIFACT = "training_config.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_name: str
+    version: str
+    params: dict[str, Any]
+    test_metrics: dict[str, float]
+    trials: int
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    model_name: str
+    version: str
+    promoted: bool
+    reasons: list[str]
+    challenger_auc: float
+    champion_version: str | None
+    champion_auc: float | None
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The time-split training set, the fitted text transform, and what they were built from."""
+
+    train: DataFrame
+    validation: DataFrame
+    test: DataFrame
+    versions: dict[str, int]
+    text_model: PipelineModel | None
+    text_vector: str | None
+    text_pipeline_path: str | None
+    raw_columns: list[str]
+
+
+def _training(settings: Settings) -> Training:
+    if settings.use_case.training is None:
+        raise LakeforgeError(f"use case '{settings.use_case.name}' declares no training: add a 'training' section")
+    return settings.use_case.training
+
+
+def prepare(
+    spark: SparkSession,
+    settings: Settings,
+    training: Training,
+    versions: dict[str, int] | None = None,
+    text_pipeline_path: str | None = None,
+) -> PreparedData:
+    """Build the point-in-time training set (at `versions` when reproducing) and split it by time."""
+    built = feature_store.training_set(spark, settings, versions)
+    text_model = text_vector = text_column = None
+    if training.text_feature_table:
+        spec = settings.use_case.features.tables[training.text_feature_table].text
+        text_pipeline_path = text_pipeline_path or feature_store.text_pipeline_path(
+            spark, settings, training.text_feature_table
+        )
+        text_model = PipelineModel.load(text_pipeline_path)
+        text_column = spec.column
+        text_vector = f"{spec.column}_tfidf"
+    rows = modeling.with_label(modeling.model_input(built.rows, training), built.label).persist()
+    train, validation, test = modeling.split_by_time(rows, built.timestamp, training.split)
+    counts = modeling.require_rows({"train": train, "validation": validation, "test": test}, modeling.LABEL)
+    log.info("training set: %s rows by window, versions %s", counts, built.versions)
+    return PreparedData(
+        train,
+        validation,
+        test,
+        built.versions,
+        text_model,
+        text_vector,
+        text_pipeline_path,
+        modeling.raw_feature_columns(training, text_column),
+    )
+
+
+def fit_and_evaluate(
+    training: Training, params: dict[str, Any], data: PreparedData, fit_rows: DataFrame, eval_rows: DataFrame
+) -> tuple[PipelineModel, dict[str, float], DataFrame]:
+    pipeline = modeling.build_model_pipeline(training, params, data.text_model, data.text_vector)
+    model = pipeline.fit(fit_rows)
+    predictions = model.transform(eval_rows)
+    return model, modeling.evaluate(predictions, training.decision_threshold), predictions
+
+
+def run(spark: SparkSession, settings: Settings) -> TrainResult:
+    """Tune, refit the best, evaluate on the test window, log everything, register the challenger."""
+    training = _training(settings)
+    tracking.configure(settings)
+    data = prepare(spark, settings, training)
+    space = modeling.build_space(training.search_space)
+    model_name = tracking.registered_model_name(settings)
+    with mlflow.start_run(run_name=f"tune-{training.family}") as parent:
+        _log_lineage(spark, settings, training, data)
+        trial_number = iter(range(1, training.max_evals + 1))
+
+        def objective(params: dict[str, Any]) -> dict[str, Any]:
+            params = modeling.plain_params(params)
+            started = time.monotonic()
+            with mlflow.start_run(run_name=f"trial-{next(trial_number)}", nested=True):
+                _, metrics, _ = fit_and_evaluate(training, params, data, data.train, data.validation)
+                mlflow.log_params(params)
+                mlflow.log_metrics({f"validation_{k}": v for k, v in metrics.items()})
+                mlflow.log_metric("duration_seconds", time.monotonic() - started)
+            return {"loss": -metrics["auc_roc"], "status": STATUS_OK}
+
+        trials = Trials()
+        best = fmin(
+            objective,
+            space,
+            algo=tpe.suggest,
+            max_evals=training.max_evals,
+            trials=trials,
+            early_stop_fn=no_progress_loss(training.early_stop_rounds),
+            rstate=np.random.default_rng(training.seed),
+            show_progressbar=False,
+        )
+        params = modeling.plain_params(space_eval(space, best))
+        model, metrics, predictions = fit_and_evaluate(
+            training, params, data, data.train.unionByName(data.validation), data.test
+        )
+        mlflow.log_params({f"best_{k}": v for k, v in params.items()})
+        mlflow.log_dict(params, PARAMS_ARTIFACT)
+        mlflow.log_metrics({f"{TEST_METRIC_PREFIX}{k}": v for k, v in metrics.items()})
+        mlflow.log_metric("trials", len(trials.trials))
+        _log_evaluation(model, predictions)
+        _log_model(model, data)
+        run_id = parent.info.run_id
+    version = mlflow.register_model(f"runs:/{run_id}/model", model_name).version
+    tracking.set_alias(model_name, tracking.CHALLENGER, version)
+    tracking.tag_version(model_name, version, {"run_id": run_id, "test_auc_roc": round(metrics["auc_roc"], 6)})
+    log.info("train: %s version %s is the challenger (test AUC %.4f)", model_name, version, metrics["auc_roc"])
+    return TrainResult(run_id, model_name, version, params, metrics, len(trials.trials))
+
+
+def _log_lineage(spark: SparkSession, settings: Settings, training: Training, data: PreparedData) -> None:
+    mlflow.set_tags({"lakeforge.code_version": code_version(), "lakeforge.use_case": settings.use_case.name})
+    mlflow.log_params(
+        {
+            "family": training.family,
+            "seed": training.seed,
+            "max_evals": training.max_evals,
+            "validation_from": training.split.validation_from.isoformat(),
+            "test_from": training.split.test_from.isoformat(),
+            "text_pipeline": data.text_pipeline_path or "",
+        }
+    )
+    versions = {_plain(table): version for table, version in data.versions.items()}
+    mlflow.log_dict({"versions": versions, "text_pipeline": data.text_pipeline_path}, LINEAGE_ARTIFACT)
+    mlflow.log_dict(json.loads(training.model_dump_json()), TRAINING_ARTIFACT)
+    labels_table = settings.table("gold", settings.use_case.features.labels.table)
+    for table, version in data.versions.items():
+        rows = tables.read_table(spark, table, version)
+        dataset = mlflow.data.from_spark(
+            rows, table_name=_plain(table), version=str(version), name=_plain(table), digest=f"v{version}"
+        )
+        mlflow.log_input(dataset, context="labels" if table == labels_table else "features")
+
+
+def _log_evaluation(model: PipelineModel, predictions: DataFrame) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mlflow.log_dict({"bins": modeling.calibration_table(predictions)}, "evaluation/calibration.json")
+    curve = modeling.roc_points(predictions)
+    figure, axes = plt.subplots(figsize=(4, 4))
+    axes.plot([x for x, _ in curve], [y for _, y in curve], label="model")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test window")
+    axes.legend(loc="lower right")
+    mlflow.log_figure(figure, "evaluation/roc_curve.png")
+    plt.close(figure)
+    importances = modeling.feature_importances(model, predictions)[:15]
+    mlflow.log_dict(dict(importances), "evaluation/feature_importances.json")
+    figure, axes = plt.subplots(figsize=(6, 4))
+    axes.barh([n for n, _ in reversed(importances)], [v for _, v in reversed(importances)])
+    axes.set(title="feature importance")
+    figure.tight_layout()
+    mlflow.log_figure(figure, "evaluation/feature_importances.png")
+    plt.close(figure)
+
+
+def _log_model(model: PipelineModel, data: PreparedData) -> None:
+    example = data.test.select(*data.raw_columns).limit(5)
+    signature = infer_signature(example, model.transform(example).select("prediction", "probability"))
+    mlflow.spark.log_model(
+        model,
+        artifact_path="model",
+        signature=signature,
+        input_example=example.toPandas(),
+        pip_requirements=mlflow.spark.get_default_pip_requirements(),
+    )
+
+
+def _plain(table: str) -> str:
+    return table.replace("`", "")
+
+
+def _quoted(table: str) -> str:
+    return ".".join(f"`{part}`" for part in table.split("."))
+
+
+def validate(spark: SparkSession, settings: Settings) -> GateDecision:
+    """The gate: the challenger becomes champion only if it passes the thresholds and is not worse than
+    the champion by more than the margin, both scored on the challenger's test window."""
+    training = _training(settings)
+    tracking.configure(settings)
+    name = tracking.registered_model_name(settings)
+    challenger = tracking.require_version(name, tracking.CHALLENGER)
+    champion = tracking.version_by_alias(name, tracking.CHAMPION)
+    lineage = mlflow.artifacts.load_dict(f"runs:/{challenger.run_id}/{LINEAGE_ARTIFACT}")
+    data = prepare(spark, settings, training, _versions(lineage), lineage.get("text_pipeline"))
+    challenger_metrics = _score(name, challenger.version, data, training)
+    reasons = []
+    if challenger_metrics["auc_roc"] < training.gate.min_auc_roc:
+        reasons.append(f"test AUC-ROC {challenger_metrics['auc_roc']:.4f} < minimum {training.gate.min_auc_roc}")
+    if challenger_metrics["auc_pr"] < training.gate.min_auc_pr:
+        reasons.append(f"test AUC-PR {challenger_metrics['auc_pr']:.4f} < minimum {training.gate.min_auc_pr}")
+    champion_auc = None
+    if champion is not None and champion.version != challenger.version:
+        champion_auc = _score(name, champion.version, data, training)["auc_roc"]
+        if champion_auc - challenger_metrics["auc_roc"] > training.gate.max_auc_drop:
+            reasons.append(
+                f"test AUC-ROC {challenger_metrics['auc_roc']:.4f} is more than {training.gate.max_auc_drop} below "
+                f"champion version {champion.version} ({champion_auc:.4f})"
+            )
+    promoted = not reasons
+    if promoted:
+        tracking.set_alias(name, tracking.CHAMPION, challenger.version)
+    tracking.tag_version(
+        name,
+        challenger.version,
+        {
+            "validation_status": "approved" if promoted else "rejected",
+            "validation_reason": "; ".join(reasons) or "passed every threshold",
+            "validation_auc_roc": round(challenger_metrics["auc_roc"], 6),
+            "champion_auc_roc": "" if champion_auc is None else round(champion_auc, 6),
+        },
+    )
+    decision = GateDecision(
+        name,
+        challenger.version,
+        promoted,
+        reasons,
+        challenger_metrics["auc_roc"],
+        champion.version if champion else None,
+        champion_auc,
+    )
+    log.info("validate: %s", decision)
+    if not promoted and training.gate.fail_on_reject:
+        raise ModelRejected(f"{name} version {challenger.version} was not promoted: {'; '.join(reasons)}")
+    return decision
+
+
+def _versions(lineage: dict[str, Any]) -> dict[str, int]:
+    return {_quoted(table): int(version) for table, version in lineage["versions"].items()}
+
+
+def _score(name: str, version: str, data: PreparedData, training: Training) -> dict[str, float]:
+    model = mlflow.spark.load_model(f"models:/{name}/{version}")
+    return modeling.evaluate(model.transform(data.test), training.decision_threshold)
+
+
+def reproduce(spark: SparkSession, settings: Settings, run_id: str) -> dict[str, dict[str, float]]:
+    """Rebuild a run's training set from its logged Delta versions, refit with its logged parameters
+    and seed, and compare the test metrics with the ones it logged."""
+    tracking.configure(settings)
+    run = mlflow.get_run(run_id)
+    training = Training.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINING_ARTIFACT}"))
+    params = mlflow.artifacts.load_dict(f"runs:/{run_id}/{PARAMS_ARTIFACT}")
+    lineage = mlflow.artifacts.load_dict(f"runs:/{run_id}/{LINEAGE_ARTIFACT}")
+    data = prepare(spark, settings, training, _versions(lineage), lineage.get("text_pipeline"))
+    _, metrics, _ = fit_and_evaluate(training, params, data, data.train.unionByName(data.validation), data.test)
+    logged = {k.removeprefix(TEST_METRIC_PREFIX): v for k, v in run.data.metrics.items() if k.startswith("test_")}
+    return {name: {"logged": logged[name], "reproduced": value} for name, value in metrics.items() if name in logged}
