@@ -38,6 +38,7 @@ def make_environment(root: Path, suffix: str) -> Environment:
             warehouse=str(root / "warehouse"),
             metastore=str(root / "metastore"),
             artifacts=str(root / "artifacts"),
+            mlflow=str(root / "mlflow"),
         ),
     )
 
@@ -58,3 +59,25 @@ def spark(tmp_path_factory):
 def environment_for():
     """Build a test environment: `environment_for(root, suffix)`."""
     return make_environment
+
+
+CHURN_ROWS = 1500
+
+
+@pytest.fixture(scope="session")
+def churn_features(spark, tmp_path_factory):
+    """Tiny churn data through bronze, silver, gold and features, shared by the feature and training tests.
+
+    The feature tests run first (file order) and add a later batch; the training tests only read.
+    """
+    from lakeforge import bronze, feature_store, gold, silver
+    from lakeforge.config import Settings, load_use_case
+    from lakeforge.datagen import BatchSpec, generate_batch
+
+    settings = Settings(use_case=load_use_case("churn"), env=make_environment(tmp_path_factory.mktemp("feat"), "feat"))
+    generate_batch(spark, settings.use_case, settings.env.path("landing"), BatchSpec(CHURN_ROWS, 5, 0))
+    bronze.run(spark, settings)
+    silver.run(spark, settings)
+    gold.run(spark, settings)
+    feature_store.run(spark, settings)
+    return settings

@@ -10,13 +10,13 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from lakeforge import bronze, feature_store, gold, silver, tables
-from lakeforge.config import Settings, load_use_case
+from lakeforge.config import Settings
 from lakeforge.datagen import BatchSpec, generate_batch
 from lakeforge.errors import FeatureDefinitionError, TableNotFound
 from lakeforge.feature_store import FeatureTableStatus
 from lakeforge.provenance import code_version
 
-ROWS = 1500
+ROWS = 1500  # as the shared churn_features fixture
 
 
 def _medallion(spark, settings: Settings, batch: int) -> None:
@@ -27,11 +27,8 @@ def _medallion(spark, settings: Settings, batch: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def churn(spark, tmp_path_factory, environment_for) -> Settings:
-    settings = Settings(use_case=load_use_case("churn"), env=environment_for(tmp_path_factory.mktemp("feat"), "feat"))
-    _medallion(spark, settings, 0)
-    feature_store.run(spark, settings)
-    return settings
+def churn(churn_features) -> Settings:
+    return churn_features
 
 
 def _rows(spark, table: str):

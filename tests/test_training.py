@@ -1,0 +1,202 @@
+"""A tiny tuning run end to end against a temporary MLflow store: runs, lineage, model, aliases, reproduce."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from pyspark.sql import functions as F
+
+from lakeforge import modeling, tracking, training
+from lakeforge.config import SearchDimension, Settings, TimeSplit
+from lakeforge.errors import ModelRejected, TrainingDataError
+
+T = dt.datetime
+
+
+def _with_training(settings: Settings, **changes) -> Settings:
+    updated = settings.use_case.training.model_copy(update=changes)
+    return settings.model_copy(update={"use_case": settings.use_case.model_copy(update={"training": updated})})
+
+
+@pytest.fixture(scope="module")
+def tiny(churn_features) -> Settings:
+    return _with_training(
+        churn_features,
+        max_evals=3,
+        early_stop_rounds=5,
+        split=TimeSplit(validation_from=dt.date(2026, 1, 29), test_from=dt.date(2026, 2, 5)),
+    )
+
+
+@pytest.fixture(scope="module")
+def first(spark, tiny):
+    result = training.run(spark, tiny)
+    decision = training.validate(spark, tiny)
+    return result, decision
+
+
+def test_parent_run_has_one_nested_run_per_trial(first):
+    result, _ = first
+    children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'", output_format="list")
+    assert len(children) == result.trials == 3
+    for child in children:
+        assert set(child.data.params) == {"regParam", "elasticNetParam"}
+        assert 0 <= child.data.metrics["validation_auc_roc"] <= 1
+        assert child.data.metrics["duration_seconds"] > 0
+    parent = mlflow.get_run(result.run_id)
+    assert parent.data.params["family"] == "logistic_regression"
+    assert parent.data.params["seed"] == "42"
+    assert {"test_auc_roc", "test_auc_pr", "test_log_loss", "test_precision", "test_recall"} <= set(parent.data.metrics)
+    assert parent.data.tags["lakeforge.code_version"]
+
+
+def test_training_set_versions_are_logged_as_datasets(spark, first, tiny):
+    result, _ = first
+    run = MlflowClient().get_run(result.run_id)
+    logged = {}
+    for dataset_input in run.inputs.dataset_inputs:
+        source = json.loads(dataset_input.dataset.source)
+        context = {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"]
+        logged[source["delta_table_name"]] = (int(source["delta_table_version"]), context)
+    lineage = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/lineage.json")["versions"]
+    assert {name: version for name, (version, _) in logged.items()} == lineage
+    assert logged["gold_feat.churn_labels"][1] == "labels"
+    assert {name for name, (_, context) in logged.items() if context == "features"} == {
+        f"features_feat.{name}" for name in tiny.use_case.features.tables
+    }
+
+
+def test_evaluation_artifacts_are_logged(first):
+    result, _ = first
+    names = {a.path for a in MlflowClient().list_artifacts(result.run_id, "evaluation")}
+    assert names == {
+        "evaluation/calibration.json",
+        "evaluation/roc_curve.png",
+        "evaluation/feature_importances.json",
+        "evaluation/feature_importances.png",
+    }
+    bins = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/evaluation/calibration.json")["bins"]
+    assert sum(b["rows"] for b in bins) == result.test_metrics["rows"]
+
+
+def test_champion_loads_back_and_scores_raw_feature_rows(spark, first, tiny):
+    result, decision = first
+    assert decision.promoted and decision.champion_version is None  # the first model becomes champion
+    assert tracking.version_by_alias(result.model_name, "champion").version == result.version
+    model = mlflow.spark.load_model(f"models:/{result.model_name}@champion")
+    data = training.prepare(spark, tiny, tiny.use_case.training)
+    raw = data.test.select(*data.raw_columns)
+    scored = modeling.with_score(model.transform(raw)).select(modeling.SCORE).collect()
+    assert len(scored) == raw.count() == result.test_metrics["rows"]
+    assert all(0.0 <= row[0] <= 1.0 for row in scored)
+    signature = mlflow.models.get_model_info(f"models:/{result.model_name}@champion").signature
+    assert signature.inputs.input_names() == data.raw_columns
+
+
+def test_reproduce_matches_the_logged_metrics(spark, first, tiny):
+    result, _ = first
+    comparison = training.reproduce(spark, tiny, result.run_id)
+    assert set(comparison) == {"auc_roc", "auc_pr", "log_loss", "precision", "recall", "rows"}
+    for values in comparison.values():
+        assert values["reproduced"] == pytest.approx(values["logged"], abs=1e-6)
+
+
+def test_worse_challenger_is_rejected_and_champion_stays(spark, first, tiny):
+    result, _ = first
+    worse = _with_training(
+        tiny,
+        max_evals=1,
+        numeric_features=["age"],
+        categorical_features=[],
+        text_feature_table=None,
+        search_space={"regParam": SearchDimension(kind="uniform", low=5.0, high=10.0)},
+    )
+    challenger = training.run(spark, worse)
+    decision = training.validate(spark, worse)
+    assert not decision.promoted
+    assert "below champion version" in decision.reasons[0]
+    assert tracking.version_by_alias(result.model_name, "champion").version == result.version
+    tags = MlflowClient().get_model_version(result.model_name, challenger.version).tags
+    assert tags["validation_status"] == "rejected"
+    assert "below champion" in tags["validation_reason"]
+    strict = _with_training(worse, gate=worse.use_case.training.gate.model_copy(update={"fail_on_reject": True}))
+    with pytest.raises(ModelRejected, match="not promoted"):
+        training.validate(spark, strict)
+
+
+def test_as_good_challenger_is_promoted(spark, first, tiny):
+    result, _ = first
+    again = training.run(spark, tiny)
+    decision = training.validate(spark, tiny)
+    assert decision.promoted and decision.champion_version == result.version
+    assert decision.challenger_auc == pytest.approx(decision.champion_auc, abs=0.01)
+    assert tracking.version_by_alias(result.model_name, "champion").version == again.version
+
+
+def test_absolute_threshold_rejects_even_the_first_model(spark, tiny, tmp_path):
+    env = tiny.env.model_copy(update={"paths": tiny.env.paths.model_copy(update={"mlflow": str(tmp_path / "mlflow")})})
+    demanding = _with_training(
+        tiny.model_copy(update={"env": env}),
+        max_evals=1,
+        gate=tiny.use_case.training.gate.model_copy(update={"min_auc_roc": 0.999}),
+    )
+    result = training.run(spark, demanding)
+    decision = training.validate(spark, demanding)
+    assert not decision.promoted and "< minimum 0.999" in decision.reasons[0]
+    assert tracking.version_by_alias(result.model_name, "champion") is None
+
+
+def test_split_by_time_never_mixes_windows(spark):
+    rows = spark.createDataFrame([(T(2026, 1, d), d % 2) for d in range(1, 29)], "label_ts timestamp, churned int")
+    split = TimeSplit(validation_from=dt.date(2026, 1, 10), test_from=dt.date(2026, 1, 20))
+    train, validation, test = modeling.split_by_time(rows, "label_ts", split)
+    days = [sorted(r.label_ts.day for r in part.collect()) for part in (train, validation, test)]
+    assert days == [list(range(1, 10)), list(range(10, 20)), list(range(20, 29))]
+
+
+def test_one_class_window_is_refused(spark):
+    rows = spark.createDataFrame([(1.0,), (1.0,)], "label double")
+    with pytest.raises(TrainingDataError, match="the test window has 2 labels of which 2 positive"):
+        modeling.require_rows({"test": rows}, "label")
+
+
+def test_search_space_from_config():
+    from hyperopt.pyll.stochastic import sample
+
+    space = modeling.build_space(
+        {
+            "maxDepth": SearchDimension(kind="quniform", low=2, high=6, q=1),
+            "regParam": SearchDimension(kind="loguniform", low=0.001, high=0.1),
+            "impurity": SearchDimension(kind="choice", options=["gini", "entropy"]),
+        }
+    )
+    import numpy as np
+
+    for seed in range(20):
+        drawn = sample(space, rng=np.random.default_rng(seed))
+        assert isinstance(drawn["maxDepth"], int) and 2 <= drawn["maxDepth"] <= 6
+        assert 0.001 <= drawn["regParam"] <= 0.1
+        assert drawn["impurity"] in ("gini", "entropy")
+
+
+@pytest.mark.parametrize(
+    ("dimension", "message"),
+    [
+        ({"kind": "choice"}, "non-empty 'options'"),
+        ({"kind": "uniform", "low": 2, "high": 1}, "'low' < 'high'"),
+        ({"kind": "loguniform", "low": 0, "high": 1}, "'low' > 0"),
+        ({"kind": "quniform", "low": 1, "high": 5}, "step 'q'"),
+    ],
+)
+def test_bad_search_dimension_is_refused(dimension, message):
+    with pytest.raises(ValueError, match=message):
+        SearchDimension(**dimension)
+
+
+def test_labels_of_the_tiny_set_have_both_classes(spark, tiny):
+    labels = spark.read.table(tiny.table("gold", "churn_labels"))
+    assert labels.where(F.col("churned") == 1).count() > 0
