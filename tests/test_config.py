@@ -36,6 +36,13 @@ def test_table_names_follow_the_catalog():
     assert databricks.table("gold", "daily_revenue") == "`lakeforge`.`gold`.`daily_revenue`"
 
 
+def test_model_names_follow_the_registry():
+    from lakeforge.tracking import registered_model_name
+
+    assert registered_model_name(load_settings("churn", "local")) == "churn_classifier"
+    assert registered_model_name(load_settings("churn", "databricks")) == "lakeforge.models.churn_classifier"
+
+
 def _drop_event_time(data):
     del data["sources"]["orders"]["event_time"]
 
