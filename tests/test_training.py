@@ -200,3 +200,28 @@ def test_bad_search_dimension_is_refused(dimension, message):
 def test_labels_of_the_tiny_set_have_both_classes(spark, tiny):
     labels = spark.read.table(tiny.table("gold", "churn_labels"))
     assert labels.where(F.col("churned") == 1).count() > 0
+
+
+def test_single_node_engine_tunes_with_spark_trials_and_passes_the_gate(spark, tiny, tmp_path):
+    env = tiny.env.model_copy(update={"paths": tiny.env.paths.model_copy(update={"mlflow": str(tmp_path / "mlflow")})})
+    sklearn_settings = _with_training(
+        tiny.model_copy(update={"env": env}),
+        engine="single_node",
+        max_evals=2,
+        search_space={"C": SearchDimension(kind="loguniform", low=0.01, high=10.0)},
+        fixed_params={"max_iter": 200},
+    )
+    result = training.run(spark, sklearn_settings)
+    children = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'", output_format="list")
+    assert len(children) == result.trials == 2
+    assert all(set(child.data.params) == {"C"} and "validation_auc_roc" in child.data.metrics for child in children)
+    assert 0.0 <= result.test_metrics["auc_roc"] <= 1.0
+    decision = training.validate(spark, sklearn_settings)
+    assert decision.promoted  # the first model of this registry
+    model = mlflow.pyfunc.load_model(f"models:/{result.model_name}@champion")
+    assert model.metadata.get_input_schema().input_names() == [
+        *sklearn_settings.use_case.training.numeric_features,
+        *sklearn_settings.use_case.training.categorical_features,
+    ]
+    for values in training.reproduce(spark, sklearn_settings, result.run_id).values():
+        assert values["reproduced"] == pytest.approx(values["logged"], abs=1e-9)

@@ -338,11 +338,25 @@ class Gate(_Strict):
     fail_on_reject: bool = False
 
 
+class SingleNode(_Strict):
+    """The single-node engine: a scikit-learn learner on an in-memory sample, trials in parallel (SparkTrials)."""
+
+    sample_rows: int = Field(default=200_000, ge=100)
+    parallelism: int = Field(default=2, ge=1)
+
+
 class Training(_Strict):
-    """How a model is trained, tuned, tracked and promoted."""
+    """How a model is trained, tuned, tracked and promoted.
+
+    `engine: spark_ml` (default) fits distributed Spark ML models one trial at a time; `single_node`
+    fits scikit-learn models on a sample, several trials at once. Search-space names are the
+    engine's own parameter names (Spark ML `regParam`, scikit-learn `C`).
+    """
 
     model_name: str
     experiment: str
+    engine: Literal["spark_ml", "single_node"] = "spark_ml"
+    single_node: SingleNode = SingleNode()
     family: Literal["logistic_regression", "random_forest", "gbt"]
     search_space: dict[str, SearchDimension]
     fixed_params: dict[str, Any] = Field(default_factory=dict)

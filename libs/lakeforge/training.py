@@ -1,7 +1,8 @@
 """Train, tune, track, register and gate: the training and validation jobs, and `reproduce`.
 
 Tuning runs Spark ML fits one after another under `hyperopt.Trials`: each fit is already
-distributed, and a Spark ML fit inside `SparkTrials` fails (`CONTEXT_ONLY_VALID_ON_DRIVER`). One
+distributed, and a Spark ML fit inside `SparkTrials` fails (`CONTEXT_ONLY_VALID_ON_DRIVER`). The
+`single_node` engine tunes scikit-learn on a sample with `SparkTrials` instead. One
 MLflow parent run per job, a nested run per trial; the best parameters are refit on train +
 validation, evaluated on the test window, logged with the training set's Delta versions, and
 registered as the `challenger`. The validation job promotes it to `champion` only through the gate.
@@ -17,13 +18,14 @@ from typing import Any
 
 import mlflow
 import numpy as np
-from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
+import pandas as pd
+from hyperopt import STATUS_OK, SparkTrials, Trials, fmin, space_eval, tpe
 from hyperopt.early_stop import no_progress_loss
 from mlflow.models import infer_signature
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 
-from lakeforge import feature_store, modeling, tables, tracking
+from lakeforge import feature_store, modeling, single_node, tables, tracking
 from lakeforge.config import Settings, Training
 from lakeforge.errors import LakeforgeError, ModelRejected
 from lakeforge.provenance import code_version
@@ -125,55 +127,122 @@ def run(spark: SparkSession, settings: Settings) -> TrainResult:
     training = _training(settings)
     tracking.configure(settings)
     data = prepare(spark, settings, training)
-    space = modeling.build_space(training.search_space)
     model_name = tracking.registered_model_name(settings)
-    with mlflow.start_run(run_name=f"tune-{training.family}") as parent:
+    with mlflow.start_run(run_name=f"tune-{training.engine}-{training.family}") as parent:
         _log_lineage(spark, settings, training, data)
-        trial_number = iter(range(1, training.max_evals + 1))
-
-        def objective(params: dict[str, Any]) -> dict[str, Any]:
-            params = modeling.plain_params(params)
-            started = time.monotonic()
-            with mlflow.start_run(run_name=f"trial-{next(trial_number)}", nested=True):
-                _, metrics, _ = fit_and_evaluate(training, params, data, data.train, data.validation)
-                mlflow.log_params(params)
-                mlflow.log_metrics({f"validation_{k}": v for k, v in metrics.items()})
-                mlflow.log_metric("duration_seconds", time.monotonic() - started)
-            return {"loss": -metrics["auc_roc"], "status": STATUS_OK}
-
-        trials = Trials()
-        best = fmin(
-            objective,
-            space,
-            algo=tpe.suggest,
-            max_evals=training.max_evals,
-            trials=trials,
-            early_stop_fn=no_progress_loss(training.early_stop_rounds),
-            rstate=np.random.default_rng(training.seed),
-            show_progressbar=False,
-        )
-        params = modeling.plain_params(space_eval(space, best))
-        model, metrics, predictions = fit_and_evaluate(
-            training, params, data, data.train.unionByName(data.validation), data.test
-        )
+        tune = _tune_spark_ml if training.engine == "spark_ml" else _tune_single_node
+        params, metrics, trials, model_uri = tune(training, data)
         mlflow.log_params({f"best_{k}": v for k, v in params.items()})
         mlflow.log_dict(params, PARAMS_ARTIFACT)
         mlflow.log_metrics({f"{TEST_METRIC_PREFIX}{k}": v for k, v in metrics.items()})
-        mlflow.log_metric("trials", len(trials.trials))
-        _log_evaluation(model, predictions)
-        _log_model(model, data)
+        mlflow.log_metric("trials", trials)
         run_id = parent.info.run_id
-    version = mlflow.register_model(f"runs:/{run_id}/model", model_name).version
+    version = mlflow.register_model(model_uri or f"runs:/{run_id}/model", model_name).version
     tracking.set_alias(model_name, tracking.CHALLENGER, version)
-    tracking.tag_version(model_name, version, {"run_id": run_id, "test_auc_roc": round(metrics["auc_roc"], 6)})
+    tracking.tag_version(
+        model_name, version, {"run_id": run_id, "engine": training.engine, "test_auc_roc": round(metrics["auc_roc"], 6)}
+    )
     log.info("train: %s version %s is the challenger (test AUC %.4f)", model_name, version, metrics["auc_roc"])
-    return TrainResult(run_id, model_name, version, params, metrics, len(trials.trials))
+    return TrainResult(run_id, model_name, version, params, metrics, trials)
+
+
+def _minimize(objective, training: Training, trials) -> dict[str, Any]:
+    space = modeling.build_space(training.search_space)
+    best = fmin(
+        objective,
+        space,
+        algo=tpe.suggest,
+        max_evals=training.max_evals,
+        trials=trials,
+        early_stop_fn=no_progress_loss(training.early_stop_rounds),
+        rstate=np.random.default_rng(training.seed),
+        show_progressbar=False,
+    )
+    return modeling.plain_params(space_eval(space, best))
+
+
+def _tune_spark_ml(training: Training, data: PreparedData) -> tuple[dict[str, Any], dict[str, float], int, None]:
+    """Spark ML fits one after another (`Trials`), each distributed; a nested run per trial."""
+    trial_number = iter(range(1, training.max_evals + 1))
+
+    def objective(params: dict[str, Any]) -> dict[str, Any]:
+        params = modeling.plain_params(params)
+        started = time.monotonic()
+        with mlflow.start_run(run_name=f"trial-{next(trial_number)}", nested=True):
+            _, metrics, _ = fit_and_evaluate(training, params, data, data.train, data.validation)
+            mlflow.log_params(params)
+            mlflow.log_metrics({f"validation_{k}": v for k, v in metrics.items()})
+            mlflow.log_metric("duration_seconds", time.monotonic() - started)
+        return {"loss": -metrics["auc_roc"], "status": STATUS_OK}
+
+    trials = Trials()
+    params = _minimize(objective, training, trials)
+    model, metrics, predictions = fit_and_evaluate(
+        training, params, data, data.train.unionByName(data.validation), data.test
+    )
+    _log_evaluation(model, predictions)
+    _log_model(model, data)
+    return params, metrics, len(trials.trials), None
+
+
+def _single_node_samples(training: Training, data: PreparedData):
+    return [
+        single_node.to_pandas_sample(rows, training, modeling.LABEL)
+        for rows in (data.train, data.validation, data.test)
+    ]
+
+
+def _tune_single_node(training: Training, data: PreparedData) -> tuple[dict[str, Any], dict[str, float], int, str]:
+    """scikit-learn fits on an in-memory sample, several at once on the executors (`SparkTrials`).
+
+    The trials run in executor processes, so their nested MLflow runs are logged from the driver
+    afterwards, from what each trial returned.
+    """
+    train, validation, test = _single_node_samples(training, data)
+
+    def objective(params: dict[str, Any]) -> dict[str, Any]:
+        started = time.monotonic()
+        _, metrics = single_node.fit_and_evaluate(
+            training, modeling.plain_params(params), train, validation, modeling.LABEL
+        )
+        return {
+            "loss": -metrics["auc_roc"],
+            "status": STATUS_OK,
+            "metrics": metrics,
+            "seconds": time.monotonic() - started,
+        }
+
+    trials = SparkTrials(parallelism=training.single_node.parallelism)
+    params = _minimize(objective, training, trials)
+    space = modeling.build_space(training.search_space)
+    for number, trial in enumerate(trials.trials, start=1):
+        if trial["result"].get("status") != STATUS_OK:
+            continue
+        values = {name: value[0] for name, value in trial["misc"]["vals"].items() if value}
+        with mlflow.start_run(run_name=f"trial-{number}", nested=True):
+            mlflow.log_params(modeling.plain_params(space_eval(space, values)))
+            mlflow.log_metrics({f"validation_{k}": v for k, v in trial["result"]["metrics"].items()})
+            mlflow.log_metric("duration_seconds", trial["result"]["seconds"])
+    both = pd.concat([train, validation], ignore_index=True)
+    model, metrics = single_node.fit_and_evaluate(training, params, both, test, modeling.LABEL)
+    example = test[single_node.feature_columns(training)].head(5)
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        signature=infer_signature(example, model.predict_proba(example)),
+        input_example=example,
+        pyfunc_predict_fn="predict_proba",
+        # MLflow 3 saves scikit-learn models with skops, which refuses to load types not listed here.
+        skops_trusted_types=["numpy.dtype"],
+    )
+    return params, metrics, len(trials.trials), info.model_uri
 
 
 def _log_lineage(spark: SparkSession, settings: Settings, training: Training, data: PreparedData) -> None:
     mlflow.set_tags({"lakeforge.code_version": code_version(), "lakeforge.use_case": settings.use_case.name})
     mlflow.log_params(
         {
+            "engine": training.engine,
             "family": training.family,
             "seed": training.seed,
             "max_evals": training.max_evals,
@@ -296,8 +365,16 @@ def _versions(lineage: dict[str, Any]) -> dict[str, int]:
 
 
 def _score(name: str, version: str, data: PreparedData, training: Training) -> dict[str, float]:
-    model = mlflow.spark.load_model(f"models:/{name}/{version}")
-    return modeling.evaluate(model.transform(data.test), training.decision_threshold)
+    """Test-window metrics of a registered version: Spark models score the whole window, scikit-learn
+    models (pyfunc, predicting probabilities) the same sample they are trained and tested on."""
+    uri = f"models:/{name}/{version}"
+    if "spark" in mlflow.models.get_model_info(uri).flavors:
+        return modeling.evaluate(mlflow.spark.load_model(uri).transform(data.test), training.decision_threshold)
+    model = mlflow.pyfunc.load_model(uri)
+    columns = model.metadata.get_input_schema().input_names()
+    test = single_node.to_pandas_sample(data.test, training, modeling.LABEL)
+    scores = np.asarray(model.predict(test[columns]))[:, 1]
+    return single_node.evaluate_scores(test[modeling.LABEL].astype(int).to_numpy(), scores, training.decision_threshold)
 
 
 def reproduce(spark: SparkSession, settings: Settings, run_id: str) -> dict[str, dict[str, float]]:
@@ -309,6 +386,11 @@ def reproduce(spark: SparkSession, settings: Settings, run_id: str) -> dict[str,
     params = mlflow.artifacts.load_dict(f"runs:/{run_id}/{PARAMS_ARTIFACT}")
     lineage = mlflow.artifacts.load_dict(f"runs:/{run_id}/{LINEAGE_ARTIFACT}")
     data = prepare(spark, settings, training, _versions(lineage), lineage.get("text_pipeline"))
-    _, metrics, _ = fit_and_evaluate(training, params, data, data.train.unionByName(data.validation), data.test)
+    if training.engine == "spark_ml":
+        _, metrics, _ = fit_and_evaluate(training, params, data, data.train.unionByName(data.validation), data.test)
+    else:
+        train, validation, test = _single_node_samples(training, data)
+        both = pd.concat([train, validation], ignore_index=True)
+        _, metrics = single_node.fit_and_evaluate(training, params, both, test, modeling.LABEL)
     logged = {k.removeprefix(TEST_METRIC_PREFIX): v for k, v in run.data.metrics.items() if k.startswith("test_")}
     return {name: {"logged": logged[name], "reproduced": value} for name, value in metrics.items() if name in logged}
