@@ -29,6 +29,7 @@ TABLES = [
     "gold.db/daily_revenue", "gold.db/daily_ticket_volume", "gold.db/customer_entity",
 ]  # fmt: skip
 VOLATILE = ["_ingested_at", "_run_id", "_record_id", "_source_file"]
+MEDALLION = ["ingest", "silver", "gold"]
 
 
 def _start(home: Path, *args: str) -> subprocess.Popen:
@@ -40,14 +41,14 @@ def _start(home: Path, *args: str) -> subprocess.Popen:
 
 
 def _run_all(home: Path) -> None:
-    process = _start(home, "run", "all", "--use-case", "churn")
+    process = _start(home, "run", *MEDALLION, "--use-case", "churn")
     _, stderr = process.communicate(timeout=900)
     assert process.returncode == 0, stderr[-3000:]
 
 
 def _kill_when(home: Path, marker: str) -> None:
     """Run the whole pipeline and SIGKILL its driver as soon as `marker` (a path under home) exists."""
-    process = _start(home, "run", "all", "--use-case", "churn")
+    process = _start(home, "run", *MEDALLION, "--use-case", "churn")
     deadline = time.monotonic() + 600
     while not (home / marker).exists():
         if process.poll() is not None:

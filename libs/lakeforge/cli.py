@@ -44,6 +44,9 @@ def _features(spark, settings: Settings, full: bool = False) -> None:
 def _train(spark, settings: Settings) -> None:
     from lakeforge import training
 
+    if settings.use_case.training is None:
+        log.info("step train: use case %s declares no training, nothing to do", settings.use_case.name)
+        return
     result = training.run(spark, settings)
     print(
         f"trained {result.model_name} version {result.version} (run {result.run_id}, {result.trials} trials): "
@@ -54,6 +57,9 @@ def _train(spark, settings: Settings) -> None:
 def _validate(spark, settings: Settings) -> None:
     from lakeforge import training
 
+    if settings.use_case.training is None:
+        log.info("step validate: use case %s declares no training, nothing to do", settings.use_case.name)
+        return
     decision = training.validate(spark, settings)
     verdict = "promoted to champion" if decision.promoted else "kept as challenger: " + "; ".join(decision.reasons)
     print(f"{decision.model_name} version {decision.version}: {verdict}")
@@ -69,9 +75,9 @@ STEPS: dict[str, Callable] = {
 }
 
 
-def run_steps(spark, settings: Settings, step: str, full: bool = False) -> None:
-    """Run one step, or every step in order for `all`, logging each one's duration."""
-    names = list(STEPS) if step == "all" else [step]
+def run_steps(spark, settings: Settings, steps: list[str], full: bool = False) -> None:
+    """Run the steps given in order (`all`: every step), logging each one's duration."""
+    names = [name for step in steps for name in (STEPS if step == "all" else [step])]
     for name in names:
         started = time.monotonic()
         log.info("step %s: started", name)
@@ -99,8 +105,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from lakeforge.session import build_spark, write_spark_defaults
 
     settings = load_settings(args.use_case, args.env)
-    spark = build_spark(settings.env, f"lakeforge-{args.step}")
-    run_steps(spark, settings, args.step, full=args.full)
+    spark = build_spark(settings.env, f"lakeforge-{'-'.join(args.steps)}")
+    run_steps(spark, settings, args.steps, full=args.full)
     if settings.env.spark.mode == "local":
         from lakeforge.config import lakeforge_home
 
@@ -178,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.set_defaults(handler=_cmd_generate)
 
     run = commands.add_parser("run", help="run a pipeline step")
-    run.add_argument("step", choices=[*STEPS, "all"])
+    run.add_argument("steps", nargs="+", choices=[*STEPS, "all"], metavar="STEP", help=f"{', '.join(STEPS)} or all")
     run.add_argument("--use-case", required=True)
     run.add_argument("--env", default="local")
     run.add_argument("--full", action="store_true", help="features: recompute every time window, not only new ones")
