@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 import time
@@ -65,6 +66,19 @@ def _validate(spark, settings: Settings) -> None:
     print(f"{decision.model_name} version {decision.version}: {verdict}")
 
 
+def _score(spark, settings: Settings, scoring_date=None) -> None:
+    from lakeforge import scoring
+
+    if settings.use_case.scoring is None:
+        log.info("step score: use case %s declares no scoring, nothing to do", settings.use_case.name)
+        return
+    result = scoring.run(spark, settings, scoring_date)
+    print(
+        f"scored {result.rows} entities for {result.scoring_date} into {result.table} "
+        f"with {result.model_name} version {result.model_version}"
+    )
+
+
 STEPS: dict[str, Callable] = {
     "ingest": _ingest,
     "silver": _silver,
@@ -72,10 +86,11 @@ STEPS: dict[str, Callable] = {
     "features": _features,
     "train": _train,
     "validate": _validate,
+    "score": _score,
 }
 
 
-def run_steps(spark, settings: Settings, steps: list[str], full: bool = False) -> None:
+def run_steps(spark, settings: Settings, steps: list[str], full: bool = False, scoring_date=None) -> None:
     """Run the steps given in order (`all`: every step), logging each one's duration."""
     names = [name for step in steps for name in (STEPS if step == "all" else [step])]
     for name in names:
@@ -83,6 +98,8 @@ def run_steps(spark, settings: Settings, steps: list[str], full: bool = False) -
         log.info("step %s: started", name)
         if name == "features":
             STEPS[name](spark, settings, full=full)
+        elif name == "score":
+            STEPS[name](spark, settings, scoring_date=scoring_date)
         else:
             STEPS[name](spark, settings)
         log.info("step %s: done in %.1fs", name, time.monotonic() - started)
@@ -106,7 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     settings = load_settings(args.use_case, args.env)
     spark = build_spark(settings.env, f"lakeforge-{'-'.join(args.steps)}")
-    run_steps(spark, settings, args.steps, full=args.full)
+    run_steps(spark, settings, args.steps, full=args.full, scoring_date=args.date)
     if settings.env.spark.mode == "local":
         from lakeforge.config import lakeforge_home
 
@@ -187,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("steps", nargs="+", choices=[*STEPS, "all"], metavar="STEP", help=f"{', '.join(STEPS)} or all")
     run.add_argument("--use-case", required=True)
     run.add_argument("--env", default="local")
+    run.add_argument(
+        "--date", type=dt.date.fromisoformat, help="score: the scoring date (default: the newest feature date)"
+    )
     run.add_argument("--full", action="store_true", help="features: recompute every time window, not only new ones")
     run.set_defaults(handler=_cmd_run)
 

@@ -381,8 +381,33 @@ class Training(_Strict):
         return [check_identifier(v) for v in value]
 
 
+class Scoring(_Strict):
+    """Where batch predictions go and the analyst view joining them to the entity table."""
+
+    table: str
+    view: str
+    entity_table: str
+    entity_columns: list[str] = Field(default_factory=list)
+
+    @field_validator("table", "view")
+    @classmethod
+    def _names_are_identifiers(cls, value: str) -> str:
+        return check_identifier(value)
+
+    @field_validator("entity_table")
+    @classmethod
+    def _entity_table_is_reference(cls, value: str) -> str:
+        check_table_reference(value)
+        return value
+
+    @field_validator("entity_columns")
+    @classmethod
+    def _columns_are_identifiers(cls, value: list[str]) -> list[str]:
+        return [check_identifier(v) for v in value]
+
+
 class UseCase(_Strict):
-    """A data set: its feeds, how to generate demo data, its gold tables, features and training."""
+    """A data set: its feeds, how to generate demo data, its gold tables, features, training and scoring."""
 
     name: str
     description: str = ""
@@ -391,6 +416,7 @@ class UseCase(_Strict):
     gold: dict[str, GoldTable] = Field(default_factory=dict)
     features: Features | None = None
     training: Training | None = None
+    scoring: Scoring | None = None
 
     @field_validator("name")
     @classmethod

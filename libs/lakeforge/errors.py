@@ -55,3 +55,11 @@ class ModelRejected(LakeforgeError):
 
 class ReproductionMismatch(LakeforgeError):
     """A reproduced run's metrics differ from the logged ones by more than the tolerance."""
+
+
+class StaleFeatures(LakeforgeError):
+    """A feature table is older than its configured max age: refresh it before scoring."""
+
+
+class SchemaMismatch(LakeforgeError):
+    """The rows to score do not match the model's input signature."""

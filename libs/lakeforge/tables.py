@@ -213,6 +213,23 @@ def overwrite(df: DataFrame, table: str) -> None:
     df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").saveAsTable(table)
 
 
+def replace_partition(df: DataFrame, table: str, column: str, value: str) -> None:
+    """Replace the rows whose `column` equals `value` in one transaction (`replaceWhere`): a rerun of
+    the same partition replaces it, never duplicates it; other partitions are untouched."""
+    spark = df.sparkSession
+    if not table_exists(spark, table):
+        clear_orphaned_create(spark, table)
+        DeltaTable.createIfNotExists(spark).tableName(table).addColumns(df.schema).partitionedBy(column).execute()
+    condition = f"`{column}` = '{value}'"
+    if df.where(f"NOT ({condition})").limit(1).count():
+        raise ValueError(f"rows outside {condition} cannot replace that partition of {table}")
+    df.write.format("delta").mode("overwrite").option("replaceWhere", condition).saveAsTable(table)
+
+
+def replace_view(spark: SparkSession, view: str, query: str) -> None:
+    spark.sql(f"CREATE OR REPLACE VIEW {view} AS {query}")
+
+
 def stream_files(
     spark: SparkSession,
     file_format: str,

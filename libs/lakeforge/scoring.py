@@ -1,0 +1,154 @@
+"""Batch scoring: the champion scores every entity's features as of a date, distributed.
+
+Features come through `feature_store.scoring_set`, the lookup training uses. A Spark ML champion
+scores with its own `transform`; a scikit-learn champion (single-node engine) through
+`mlflow.pyfunc.spark_udf`. Predictions replace that date's partition (`replaceWhere`), so a rerun
+never duplicates. A missing champion, a stale feature table or rows that do not match the model's
+signature stop the job before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+import mlflow
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakeforge import feature_store, modeling, tables, tracking
+from lakeforge.config import Scoring, Settings
+from lakeforge.errors import LakeforgeError, SchemaMismatch, StaleFeatures
+
+log = logging.getLogger(__name__)
+
+SCORING_DATE = "scoring_date"
+SIGNATURE_TYPES = {
+    "double": (T.DoubleType, T.FloatType),
+    "float": (T.DoubleType, T.FloatType),
+    "long": (T.LongType, T.IntegerType),
+    "integer": (T.IntegerType,),
+    "string": (T.StringType,),
+    "boolean": (T.BooleanType,),
+}
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    table: str
+    scoring_date: dt.date
+    rows: int
+    model_name: str
+    model_version: str
+    run_id: str
+
+
+def _scoring(settings: Settings) -> Scoring:
+    if settings.use_case.scoring is None or settings.use_case.training is None:
+        raise LakeforgeError(f"use case '{settings.use_case.name}' declares no training and scoring sections")
+    return settings.use_case.scoring
+
+
+def latest_feature_date(spark: SparkSession, settings: Settings) -> dt.date:
+    """The default scoring date: the day after the newest data any feature table holds."""
+    ends = [
+        dt.datetime.fromisoformat(status.properties["window_end"]).date()
+        for status in feature_store.statuses(spark, settings)
+        if status.properties.get("window_end")
+    ]
+    if not ends:
+        raise StaleFeatures("no feature table has been computed yet: run `lakeforge run features` first")
+    return max(ends)
+
+
+def check_fresh(spark: SparkSession, settings: Settings, now: dt.datetime | None = None) -> None:
+    """Refuse to score from a feature table older than its configured max age."""
+    stale = [
+        status
+        for status in (feature_store.status(spark, settings, n, now) for n in settings.use_case.features.tables)
+        if status.stale
+    ]
+    if stale:
+        described = ", ".join(
+            f"{s.name} (refreshed {s.properties.get('refreshed_at', 'never')}, max age {s.max_age_hours:g} h)"
+            for s in stale
+        )
+        raise StaleFeatures(f"feature tables older than their max age: {described}; run `lakeforge run features`")
+
+
+def check_signature(rows: DataFrame, schema) -> None:
+    """Every input the model declares must be present with a compatible type."""
+    problems = []
+    for spec in schema.inputs:
+        if spec.name not in rows.columns:
+            problems.append(f"{spec.name} is missing")
+            continue
+        expected = str(getattr(spec.type, "name", spec.type)).lower()
+        actual = rows.schema[spec.name].dataType
+        allowed = SIGNATURE_TYPES.get(expected)
+        if allowed and not isinstance(actual, allowed):
+            problems.append(f"{spec.name} is {actual.simpleString()}, the model expects {expected}")
+    if problems:
+        raise SchemaMismatch(f"the rows to score do not match the model's signature: {'; '.join(problems)}")
+
+
+def score_rows(spark: SparkSession, model_uri: str, rows: DataFrame, threshold: float) -> DataFrame:
+    """Add `score` (positive-class probability) and `predicted_label` with the model's own engine."""
+    info = mlflow.models.get_model_info(model_uri)
+    if "spark" in info.flavors:
+        scored = modeling.with_score(mlflow.spark.load_model(model_uri).transform(rows))
+    else:
+        columns = info.signature.inputs.input_names()
+        predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="array<double>", env_manager="local")
+        scored = rows.withColumn(modeling.SCORE, predict(*[F.col(c) for c in columns])[1])
+    return scored.withColumn("predicted_label", (F.col(modeling.SCORE) >= threshold).cast("int"))
+
+
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    scoring_date: dt.date | None = None,
+    now: dt.datetime | None = None,
+) -> ScoringResult:
+    """Score every entity as of the start of `scoring_date` (default: the newest feature date)."""
+    scoring = _scoring(settings)
+    training = settings.use_case.training
+    tracking.configure(settings)
+    name = tracking.registered_model_name(settings)
+    champion = tracking.require_version(name, tracking.CHAMPION)
+    check_fresh(spark, settings, now)
+    scoring_date = scoring_date or latest_feature_date(spark, settings)
+    as_of = dt.datetime.combine(scoring_date, dt.time())
+    features, _ = feature_store.scoring_set(spark, settings, as_of)
+    rows = modeling.model_input(features, training)
+    model_uri = f"models:/{name}/{champion.version}"
+    check_signature(rows, mlflow.models.get_model_info(model_uri).signature)
+    entity = sorted({key for table in settings.use_case.features.tables.values() for key in table.entity})
+    predictions = score_rows(spark, model_uri, rows, training.decision_threshold).select(
+        *entity,
+        F.lit(scoring_date).alias(SCORING_DATE),
+        F.col(modeling.SCORE).alias("score"),
+        "predicted_label",
+        F.lit(name).alias("model_name"),
+        F.lit(str(champion.version)).alias("model_version"),
+        F.lit(champion.run_id).alias("run_id"),
+        F.current_timestamp().alias("scored_at"),
+    )
+    target = settings.table("gold", scoring.table)
+    tables.ensure_schema(spark, settings.schema("gold"))
+    tables.replace_partition(predictions, target, SCORING_DATE, scoring_date.isoformat())
+    _register_view(spark, settings, scoring, entity)
+    count = tables.read_table(spark, target).where(F.col(SCORING_DATE) == F.lit(scoring_date)).count()
+    log.info("score: %d predictions for %s from %s version %s", count, scoring_date, name, champion.version)
+    return ScoringResult(target, scoring_date, count, name, str(champion.version), champion.run_id)
+
+
+def _register_view(spark: SparkSession, settings: Settings, scoring: Scoring, entity: list[str]) -> None:
+    predictions = settings.table("gold", scoring.table)
+    entities = feature_store.source_table(settings, scoring.entity_table)
+    extra = ", ".join(f"e.`{c}`" for c in scoring.entity_columns)
+    keys = " AND ".join(f"p.`{k}` = e.`{k}`" for k in entity)
+    query = f"SELECT p.*{', ' + extra if extra else ''} FROM {predictions} p LEFT JOIN {entities} e ON {keys}"
+    tables.replace_view(spark, settings.table("gold", scoring.view), query)

@@ -1,0 +1,130 @@
+"""Batch scoring with the champion: idempotent per date, the analyst view, and every refusal path."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import mlflow
+import pytest
+from pyspark.sql import functions as F
+
+from lakeforge import feature_store, modeling, scoring, tables, training
+from lakeforge.config import SearchDimension, Settings, TimeSplit
+from lakeforge.errors import ModelNotFound, SchemaMismatch, StaleFeatures
+
+DAY = dt.date(2026, 2, 20)
+
+
+def _settings(base: Settings, mlflow_dir, **training_changes) -> Settings:
+    env = base.env.model_copy(update={"paths": base.env.paths.model_copy(update={"mlflow": str(mlflow_dir)})})
+    config = base.use_case.training.model_copy(
+        update={
+            "max_evals": 1,
+            # A strong penalty would flatten the one model tried here to a constant score.
+            "search_space": {"regParam": SearchDimension(kind="uniform", low=0.001, high=0.01)},
+            "split": TimeSplit(validation_from=dt.date(2026, 1, 29), test_from=dt.date(2026, 2, 5)),
+            **training_changes,
+        }
+    )
+    use_case = base.use_case.model_copy(update={"training": config})
+    return base.model_copy(update={"env": env, "use_case": use_case})
+
+
+@pytest.fixture(scope="module")
+def champion(spark, churn_features, tmp_path_factory) -> Settings:
+    settings = _settings(churn_features, tmp_path_factory.mktemp("mlflow-scoring"))
+    training.run(spark, settings)
+    assert training.validate(spark, settings).promoted
+    return settings
+
+
+def _predictions(spark, settings: Settings):
+    return spark.read.table(settings.table("gold", settings.use_case.scoring.table))
+
+
+def test_rerun_of_a_date_replaces_its_partition(spark, champion):
+    entities = spark.read.table(champion.table("gold", "customer_entity")).count()
+    first = scoring.run(spark, champion, DAY)
+    stamp = _predictions(spark, champion).where(F.col("scoring_date") == DAY).select("scored_at").distinct().collect()
+    second = scoring.run(spark, champion, DAY)
+    predictions = _predictions(spark, champion)
+    today = predictions.where(F.col("scoring_date") == DAY)
+    assert first.rows == second.rows == today.count() == entities
+    assert today.select("customer_id").distinct().count() == entities
+    assert today.select("scored_at").distinct().collect() != stamp  # replaced, not appended
+    scoring.run(spark, champion, DAY + dt.timedelta(days=7))
+    assert predictions.groupBy("scoring_date").count().orderBy("scoring_date").collect() == [
+        (DAY, entities),
+        (DAY + dt.timedelta(days=7), entities),
+    ]
+    assert today.select("scored_at").distinct().count() == 1  # the other date left this one alone
+
+
+def test_predictions_are_the_champion_on_the_scoring_set(spark, champion):
+    scoring.run(spark, champion, DAY)
+    written = _predictions(spark, champion).where(F.col("scoring_date") == DAY)
+    row = written.orderBy("customer_id").first()
+    assert row.model_name == "churn_classifier" and row.run_id
+    assert row.predicted_label == int(row.score >= champion.use_case.training.decision_threshold)
+    rows, _ = feature_store.scoring_set(spark, champion, dt.datetime.combine(DAY, dt.time()))
+    model = mlflow.spark.load_model(f"models:/churn_classifier/{row.model_version}")
+    expected = modeling.with_score(model.transform(modeling.model_input(rows, champion.use_case.training)))
+    again = expected.where(F.col("customer_id") == row.customer_id).select(modeling.SCORE).first()[0]
+    assert row.score == pytest.approx(again, abs=1e-12)
+
+
+def test_analyst_view_joins_the_entity_table(spark, champion):
+    scoring.run(spark, champion, DAY)
+    view = champion.table("gold", champion.use_case.scoring.view)
+    joined = spark.sql(f"SELECT customer_id, score, plan, lifetime_orders FROM {view} WHERE scoring_date = '{DAY}'")
+    assert joined.count() == _predictions(spark, champion).where(F.col("scoring_date") == DAY).count()
+    assert joined.where(F.col("plan").isNull()).count() == 0
+
+
+def _version(spark, settings):
+    return tables.table_version(spark, settings.table("gold", settings.use_case.scoring.table))
+
+
+def test_missing_champion_writes_nothing(spark, champion, tmp_path):
+    scoring.run(spark, champion, DAY)
+    before = _version(spark, champion)
+    nobody = _settings(champion, tmp_path / "empty-mlflow")
+    with pytest.raises(ModelNotFound, match="no 'champion' version"):
+        scoring.run(spark, nobody, DAY)
+    assert _version(spark, champion) == before
+
+
+def test_stale_feature_table_writes_nothing(spark, champion):
+    before = _version(spark, champion)
+    with pytest.raises(StaleFeatures, match="older than their max age: customer_activity"):
+        scoring.run(spark, champion, DAY, now=dt.datetime(2030, 1, 1))
+    assert _version(spark, champion) == before
+
+
+def test_rows_not_matching_the_signature_write_nothing(spark, champion, monkeypatch):
+    before = _version(spark, champion)
+    original = modeling.model_input
+
+    def without_age(rows, config):
+        return original(rows, config).drop("age").withColumn("monthly_fee", F.lit("free"))
+
+    monkeypatch.setattr(modeling, "model_input", without_age)
+    with pytest.raises(SchemaMismatch, match="age is missing; monthly_fee is string, the model expects double"):
+        scoring.run(spark, champion, DAY)
+    assert _version(spark, champion) == before
+
+
+def test_single_node_champion_scores_through_spark_udf(spark, champion, tmp_path):
+    sklearn_settings = _settings(
+        champion,
+        tmp_path / "mlflow-sklearn",
+        engine="single_node",
+        search_space={"C": SearchDimension(kind="loguniform", low=0.1, high=1.0)},
+        fixed_params={"max_iter": 200},
+    )
+    training.run(spark, sklearn_settings)
+    assert training.validate(spark, sklearn_settings).promoted
+    result = scoring.run(spark, sklearn_settings, DAY + dt.timedelta(days=1))
+    written = _predictions(spark, sklearn_settings).where(F.col("scoring_date") == result.scoring_date)
+    assert written.count() == result.rows > 0
+    assert written.where((F.col("score") < 0) | (F.col("score") > 1) | F.col("score").isNull()).count() == 0
