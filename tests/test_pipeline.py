@@ -14,6 +14,7 @@ from lakeforge.datagen import BatchSpec, generate_batch, read_manifest
 from lakeforge.errors import ValidationFailed
 
 ROWS = 600
+NO_MODELS = {"features": None, "training": None, "scoring": None}  # for use cases cut down to one source
 
 
 def _landed_lines(settings: Settings, source: str, batches=None) -> list[str]:
@@ -203,7 +204,7 @@ def test_fail_expectation_stops_before_writing(spark, tmp_path, environment_for)
             ]
         }
     )
-    use_case = use_case.model_copy(update={"sources": {"cancellations": cancellations}, "gold": {}})
+    use_case = use_case.model_copy(update={"sources": {"cancellations": cancellations}, "gold": {}, **NO_MODELS})
     settings = Settings(use_case=use_case, env=environment_for(tmp_path, "failing"))
     generate_batch(spark, load_use_case("churn"), settings.env.path("landing"), BatchSpec(ROWS, 11, 0))
     bronze.run(spark, settings)
@@ -215,7 +216,9 @@ def test_fail_expectation_stops_before_writing(spark, tmp_path, environment_for)
 
 def test_csv_header_change_stops_ingestion_and_writes_nothing(spark, tmp_path, environment_for):
     use_case = load_use_case("churn")
-    use_case = use_case.model_copy(update={"sources": {"cancellations": use_case.sources["cancellations"]}, "gold": {}})
+    use_case = use_case.model_copy(
+        update={"sources": {"cancellations": use_case.sources["cancellations"]}, "gold": {}, **NO_MODELS}
+    )
     settings = Settings(use_case=use_case, env=environment_for(tmp_path, "header"))
     batch = Path(settings.env.path("landing")) / "churn" / "cancellations" / "batch_00000"
     batch.mkdir(parents=True)
