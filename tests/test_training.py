@@ -130,7 +130,9 @@ def test_worse_challenger_is_rejected_and_champion_stays(spark, first, tiny):
 
 def test_as_good_challenger_is_promoted(spark, first, tiny):
     result, _ = first
-    again = training.run(spark, tiny)
+    # One trial at exactly the champion's parameters: the same model again, which must not be refused.
+    same = {name: SearchDimension(kind="choice", options=[value]) for name, value in result.params.items()}
+    again = training.run(spark, _with_training(tiny, max_evals=1, search_space=same))
     decision = training.validate(spark, tiny)
     assert decision.promoted and decision.champion_version == result.version
     assert decision.challenger_auc == pytest.approx(decision.champion_auc, abs=0.01)
