@@ -227,3 +227,19 @@ def test_single_node_engine_tunes_with_spark_trials_and_passes_the_gate(spark, t
     ]
     for values in training.reproduce(spark, sklearn_settings, result.run_id).values():
         assert values["reproduced"] == pytest.approx(values["logged"], abs=1e-9)
+
+
+def test_early_stop_ignores_running_trials_and_counts_rounds_without_progress():
+    class FakeTrials:
+        def __init__(self, results):
+            self.trials = [{"result": r} for r in results]
+
+    stop = training.stop_without_progress(2)
+    assert stop(FakeTrials([{"status": "new"}])) == (False, [None, 0, 0])
+    state = stop(FakeTrials([{"loss": -0.7}]))[1]
+    assert state == [-0.7, 0, 1]
+    running = FakeTrials([{"loss": -0.7}, {"status": "running"}])
+    assert stop(running, *state) == (False, [-0.7, 0, 1])  # asked again while trial 2 runs: nothing new
+    assert stop(FakeTrials([{"loss": -0.7}, {"loss": -0.6}]), *state) == (False, [-0.7, 1, 2])
+    assert stop(FakeTrials([{"loss": -0.7}, {"loss": -0.6}, {"loss": -0.65}]), -0.7, 1, 2) == (True, [-0.7, 2, 3])
+    assert stop(FakeTrials([{"loss": -0.7}, {"loss": -0.6}, {"loss": -0.8}]), -0.7, 1, 2) == (False, [-0.8, 0, 3])

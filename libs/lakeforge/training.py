@@ -20,7 +20,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 from hyperopt import STATUS_OK, SparkTrials, Trials, fmin, space_eval, tpe
-from hyperopt.early_stop import no_progress_loss
 from mlflow.models import infer_signature
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
@@ -146,6 +145,26 @@ def run(spark: SparkSession, settings: Settings) -> TrainResult:
     return TrainResult(run_id, model_name, version, params, metrics, trials)
 
 
+def stop_without_progress(rounds: int):
+    """Hyperopt early stopping after `rounds` finished trials without a better loss.
+
+    Like `hyperopt.early_stop.no_progress_loss`, but it skips trials still running and counts each
+    finished trial once: under `SparkTrials` the last trial often has no loss yet, and the stock
+    function then raises KeyError in hyperopt's dispatcher thread, which leaves `fmin` waiting.
+    """
+
+    def stop(trials, best_loss=None, without_progress=0, seen=0):
+        losses = [t["result"]["loss"] for t in trials.trials if "loss" in t.get("result", {})]
+        for loss in losses[seen:]:  # each finished trial counts once, however often hyperopt asks
+            if best_loss is None or loss < best_loss:
+                best_loss, without_progress = loss, 0
+            else:
+                without_progress += 1
+        return without_progress >= rounds, [best_loss, without_progress, len(losses)]
+
+    return stop
+
+
 def _minimize(objective, training: Training, trials) -> dict[str, Any]:
     space = modeling.build_space(training.search_space)
     best = fmin(
@@ -154,7 +173,7 @@ def _minimize(objective, training: Training, trials) -> dict[str, Any]:
         algo=tpe.suggest,
         max_evals=training.max_evals,
         trials=trials,
-        early_stop_fn=no_progress_loss(training.early_stop_rounds),
+        early_stop_fn=stop_without_progress(training.early_stop_rounds),
         rstate=np.random.default_rng(training.seed),
         show_progressbar=False,
     )
