@@ -43,14 +43,17 @@ def _predictions(spark, settings: Settings):
 
 
 def test_rerun_of_a_date_replaces_its_partition(spark, champion):
-    entities = spark.read.table(champion.table("gold", "customer_entity")).count()
+    customers = {
+        r[0] for r in spark.read.table(champion.table("gold", "customer_entity")).select("customer_id").collect()
+    }
+    entities = len(customers)
     first = scoring.run(spark, champion, DAY)
     stamp = _predictions(spark, champion).where(F.col("scoring_date") == DAY).select("scored_at").distinct().collect()
     second = scoring.run(spark, champion, DAY)
     predictions = _predictions(spark, champion)
     today = predictions.where(F.col("scoring_date") == DAY)
     assert first.rows == second.rows == today.count() == entities
-    assert today.select("customer_id").distinct().count() == entities
+    assert sorted(r[0] for r in today.select("customer_id").collect()) == sorted(customers)  # each once
     assert today.select("scored_at").distinct().collect() != stamp  # replaced, not appended
     scoring.run(spark, champion, DAY + dt.timedelta(days=7))
     assert predictions.groupBy("scoring_date").count().orderBy("scoring_date").collect() == [
@@ -128,3 +131,13 @@ def test_single_node_champion_scores_through_spark_udf(spark, champion, tmp_path
     written = _predictions(spark, sklearn_settings).where(F.col("scoring_date") == result.scoring_date)
     assert written.count() == result.rows > 0
     assert written.where((F.col("score") < 0) | (F.col("score") > 1) | F.col("score").isNull()).count() == 0
+    # The score written for a customer is the pyfunc model's probability on that customer's features.
+    row = written.orderBy("customer_id").first()
+    config = sklearn_settings.use_case.training
+    features, _ = feature_store.scoring_set(
+        spark, sklearn_settings, dt.datetime.combine(result.scoring_date, dt.time())
+    )
+    model = mlflow.pyfunc.load_model(f"models:/{result.model_name}/{result.model_version}")
+    columns = model.metadata.get_input_schema().input_names()
+    one = modeling.model_input(features, config).where(F.col("customer_id") == row.customer_id).select(*columns)
+    assert row.score == pytest.approx(float(model.predict(one.toPandas())[0][1]), abs=1e-9)

@@ -46,6 +46,13 @@ def check_identifier(name: str) -> str:
     return name
 
 
+def check_key_columns(columns: list[str]) -> list[str]:
+    """At least one key column, each a plain identifier."""
+    if not columns:
+        raise ValueError("at least one key column is required")
+    return [check_identifier(column) for column in columns]
+
+
 def resolve_callable(reference: str) -> Callable[..., Any]:
     """Import `package.module:function` and return the function."""
     module_name, _, attr = reference.partition(":")
@@ -103,9 +110,7 @@ class Source(_Strict):
     @field_validator("key")
     @classmethod
     def _keys_are_identifiers(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one key column is required")
-        return [check_identifier(v) for v in value]
+        return check_key_columns(value)
 
     @field_validator("columns")
     @classmethod
@@ -197,9 +202,7 @@ class FeatureTable(_Strict):
     @field_validator("entity")
     @classmethod
     def _entity_are_identifiers(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("at least one entity key column is required")
-        return [check_identifier(v) for v in value]
+        return check_key_columns(value)
 
     @field_validator("timestamp")
     @classmethod
@@ -251,7 +254,7 @@ class Labels(_Strict):
     @field_validator("entity")
     @classmethod
     def _entity_are_identifiers(cls, value: list[str]) -> list[str]:
-        return [check_identifier(v) for v in value]
+        return check_key_columns(value)
 
     @field_validator("sources")
     @classmethod
@@ -285,9 +288,6 @@ class Features(_Strict):
         for name in value:
             check_identifier(name)
         return value
-
-
-MODEL_FAMILIES = ("logistic_regression", "random_forest", "gbt")
 
 
 class SearchDimension(_Strict):

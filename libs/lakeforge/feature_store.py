@@ -4,7 +4,8 @@ The features job computes every feature table the use case declares, MERGEs the 
 full run replaces the table in one transaction), records lineage (source tables and the Delta
 versions read, code version, config hash, time window, refresh time) as table properties and in
 the `feature_registry` table, fits and saves the text pipeline, and writes the label table.
-Training and scoring both call `lookup`, so an entity's features at a time are the same on both paths.
+Training (`training_set`) and scoring (`scoring_set`) go through the same as-of join, so an entity's
+features at a time are the same on both paths.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def changed_entities(
     for reference in table.sources:
         name = check_table_reference(reference)[1]
         source = source_table(settings, reference)
-        start = recorded.get(_plain(source))
+        start = recorded.get(tables.plain_name(source))
         if start is None:
             return None
         if versions[reference] == start:
@@ -263,7 +264,7 @@ def materialize(spark: SparkSession, settings: Settings, name: str, table: Featu
         window_start=summary[1],
         window_end=summary[2],
         rows_written=summary[0],
-        source_versions={_plain(source_table(settings, ref)): version for ref, version in versions.items()},
+        source_versions={tables.plain_name(source_table(settings, ref)): version for ref, version in versions.items()},
         code_version=code_version(),
         config_hash=table.config_hash(),
         text_pipeline=text_pipeline,
@@ -301,10 +302,6 @@ def lineage_properties(refresh: Refresh, settings: Settings) -> dict[str, str]:
     return {PROPERTY.format(key): value for key, value in values.items()}
 
 
-def _plain(table_name: str) -> str:
-    return table_name.replace("`", "")
-
-
 def _iso(value: dt.datetime | None) -> str:
     return value.isoformat() if value else ""
 
@@ -327,7 +324,7 @@ def text_pipeline_path(spark: SparkSession, settings: Settings, name: str) -> st
     return path
 
 
-def write_labels(spark: SparkSession, settings: Settings) -> int:
+def write_labels(spark: SparkSession, settings: Settings) -> None:
     """Recompute the label table from its sources, replacing it in one transaction."""
     labels = _features(settings).labels
     target = settings.table("gold", labels.table)
@@ -339,7 +336,6 @@ def write_labels(spark: SparkSession, settings: Settings) -> int:
     if missing:
         raise FeatureDefinitionError(f"{labels.transform} returned no column(s) {missing} for the label table")
     tables.overwrite(rows.select(*labels.entity, labels.timestamp, labels.label), target)
-    return tables.read_table(spark, target).count()
 
 
 def feature_sources(
@@ -349,8 +345,7 @@ def feature_sources(
     sources, used = [], {}
     for name, table in _features(settings).tables.items():
         table_name = settings.table("features", name)
-        version = (versions or {}).get(table_name)
-        used[table_name] = version if version is not None else tables.table_version(spark, table_name)
+        used[table_name] = tables.version_or_latest(spark, table_name, versions)
         rows = tables.read_table(spark, table_name, used[table_name])
         sources.append(FeatureSource(name, rows, table.entity, table.timestamp))
     return sources, used
@@ -362,9 +357,7 @@ def training_set(spark: SparkSession, settings: Settings, versions: dict[str, in
     if labels is None:
         raise LakeforgeError(f"use case '{settings.use_case.name}' declares no labels: add features.labels")
     labels_table = settings.table("gold", labels.table)
-    label_version = (versions or {}).get(labels_table)
-    if label_version is None:
-        label_version = tables.table_version(spark, labels_table)
+    label_version = tables.version_or_latest(spark, labels_table, versions)
     label_rows = tables.read_table(spark, labels_table, label_version)
     sources, used = feature_sources(spark, settings, versions)
     rows = build_training_set(label_rows, labels.timestamp, sources)

@@ -20,6 +20,22 @@ def ensure_schema(spark: SparkSession, schema: str) -> None:
     spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
 
+def plain_name(table: str) -> str:
+    """`schema.table` as people write it, from the quoted form `Settings.table` returns."""
+    return table.replace("`", "")
+
+
+def quoted_name(table: str) -> str:
+    """The quoted form of a plain `schema.table` (or `catalog.schema.table`) name."""
+    return ".".join(f"`{part}`" for part in table.split("."))
+
+
+def version_or_latest(spark: SparkSession, table: str, versions: dict[str, int] | None) -> int | None:
+    """The version pinned for `table` in `versions` (time travel), else its latest version."""
+    pinned = (versions or {}).get(table)
+    return pinned if pinned is not None else table_version(spark, table)
+
+
 def table_exists(spark: SparkSession, table: str) -> bool:
     return spark.catalog.tableExists(table.replace("`", ""))
 
@@ -157,22 +173,15 @@ def merge_latest(df: DataFrame, table: str, keys: list[str], event_time: str) ->
 
     Replaying the same rows changes nothing, and a late, older update never overwrites a newer one.
     """
-    if _appended_as_first_load(df, table):
-        return
-    on = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in keys)
-    (
-        DeltaTable.forName(df.sparkSession, table)
-        .alias("t")
-        .merge(df.alias("s"), on)
-        .withSchemaEvolution()
-        .whenMatchedUpdateAll(condition=f"s.`{event_time}` > t.`{event_time}`")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    _merge_on_keys(df, table, keys, f"s.`{event_time}` > t.`{event_time}`")
 
 
 def upsert(df: DataFrame, table: str, keys: list[str]) -> None:
     """MERGE rows on their keys: matched rows are replaced, new ones inserted; replaying changes nothing."""
+    _merge_on_keys(df, table, keys, None)
+
+
+def _merge_on_keys(df: DataFrame, table: str, keys: list[str], replace_when: str | None) -> None:
     if _appended_as_first_load(df, table):
         return
     on = " AND ".join(f"t.`{key}` <=> s.`{key}`" for key in keys)
@@ -181,7 +190,7 @@ def upsert(df: DataFrame, table: str, keys: list[str]) -> None:
         .alias("t")
         .merge(df.alias("s"), on)
         .withSchemaEvolution()
-        .whenMatchedUpdateAll()
+        .whenMatchedUpdateAll(condition=replace_when)
         .whenNotMatchedInsertAll()
         .execute()
     )

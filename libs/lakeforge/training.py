@@ -196,15 +196,27 @@ def _tune_spark_ml(training: Training, data: PreparedData) -> tuple[dict[str, An
 
     trials = Trials()
     params = _minimize(objective, training, trials)
-    model, metrics, predictions = fit_and_evaluate(
-        training, params, data, data.train.unionByName(data.validation), data.test
-    )
+    model, metrics, predictions = _refit_spark_ml(training, params, data)
     _log_evaluation(model, predictions)
     _log_model(model, data)
     return params, metrics, len(trials.trials), None
 
 
-def _single_node_samples(training: Training, data: PreparedData):
+def _refit_spark_ml(
+    training: Training, params: dict[str, Any], data: PreparedData
+) -> tuple[PipelineModel, dict[str, float], DataFrame]:
+    """The final model: fitted on train + validation, evaluated on the test window."""
+    return fit_and_evaluate(training, params, data, data.train.unionByName(data.validation), data.test)
+
+
+def _refit_single_node(training: Training, params: dict[str, Any], samples: list[pd.DataFrame]):
+    """The final scikit-learn model: fitted on the train + validation samples, evaluated on the test sample."""
+    train, validation, test = samples
+    both = pd.concat([train, validation], ignore_index=True)
+    return single_node.fit_and_evaluate(training, params, both, test, modeling.LABEL)
+
+
+def _single_node_samples(training: Training, data: PreparedData) -> list[pd.DataFrame]:
     return [
         single_node.to_pandas_sample(rows, training, modeling.LABEL)
         for rows in (data.train, data.validation, data.test)
@@ -217,7 +229,8 @@ def _tune_single_node(training: Training, data: PreparedData) -> tuple[dict[str,
     The trials run in executor processes, so their nested MLflow runs are logged from the driver
     afterwards, from what each trial returned.
     """
-    train, validation, test = _single_node_samples(training, data)
+    samples = _single_node_samples(training, data)
+    train, validation, test = samples
 
     def objective(params: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
@@ -242,8 +255,7 @@ def _tune_single_node(training: Training, data: PreparedData) -> tuple[dict[str,
             mlflow.log_params(modeling.plain_params(space_eval(space, values)))
             mlflow.log_metrics({f"validation_{k}": v for k, v in trial["result"]["metrics"].items()})
             mlflow.log_metric("duration_seconds", trial["result"]["seconds"])
-    both = pd.concat([train, validation], ignore_index=True)
-    model, metrics = single_node.fit_and_evaluate(training, params, both, test, modeling.LABEL)
+    model, metrics = _refit_single_node(training, params, samples)
     example = test[single_node.feature_columns(training)].head(5)
     info = mlflow.sklearn.log_model(
         model,
@@ -270,14 +282,18 @@ def _log_lineage(spark: SparkSession, settings: Settings, training: Training, da
             "text_pipeline": data.text_pipeline_path or "",
         }
     )
-    versions = {_plain(table): version for table, version in data.versions.items()}
+    versions = {tables.plain_name(table): version for table, version in data.versions.items()}
     mlflow.log_dict({"versions": versions, "text_pipeline": data.text_pipeline_path}, LINEAGE_ARTIFACT)
     mlflow.log_dict(json.loads(training.model_dump_json()), TRAINING_ARTIFACT)
     labels_table = settings.table("gold", settings.use_case.features.labels.table)
     for table, version in data.versions.items():
         rows = tables.read_table(spark, table, version)
         dataset = mlflow.data.from_spark(
-            rows, table_name=_plain(table), version=str(version), name=_plain(table), digest=f"v{version}"
+            rows,
+            table_name=tables.plain_name(table),
+            version=str(version),
+            name=tables.plain_name(table),
+            digest=f"v{version}",
         )
         mlflow.log_input(dataset, context="labels" if table == labels_table else "features")
 
@@ -317,14 +333,6 @@ def _log_model(model: PipelineModel, data: PreparedData) -> None:
         input_example=example.toPandas(),
         pip_requirements=mlflow.spark.get_default_pip_requirements(),
     )
-
-
-def _plain(table: str) -> str:
-    return table.replace("`", "")
-
-
-def _quoted(table: str) -> str:
-    return ".".join(f"`{part}`" for part in table.split("."))
 
 
 def validate(spark: SparkSession, settings: Settings) -> GateDecision:
@@ -380,7 +388,7 @@ def validate(spark: SparkSession, settings: Settings) -> GateDecision:
 
 
 def _versions(lineage: dict[str, Any]) -> dict[str, int]:
-    return {_quoted(table): int(version) for table, version in lineage["versions"].items()}
+    return {tables.quoted_name(table): int(version) for table, version in lineage["versions"].items()}
 
 
 def _score(name: str, version: str, data: PreparedData, training: Training) -> dict[str, float]:
@@ -406,10 +414,10 @@ def reproduce(spark: SparkSession, settings: Settings, run_id: str) -> dict[str,
     lineage = mlflow.artifacts.load_dict(f"runs:/{run_id}/{LINEAGE_ARTIFACT}")
     data = prepare(spark, settings, training, _versions(lineage), lineage.get("text_pipeline"))
     if training.engine == "spark_ml":
-        _, metrics, _ = fit_and_evaluate(training, params, data, data.train.unionByName(data.validation), data.test)
+        _, metrics, _ = _refit_spark_ml(training, params, data)
     else:
-        train, validation, test = _single_node_samples(training, data)
-        both = pd.concat([train, validation], ignore_index=True)
-        _, metrics = single_node.fit_and_evaluate(training, params, both, test, modeling.LABEL)
-    logged = {k.removeprefix(TEST_METRIC_PREFIX): v for k, v in run.data.metrics.items() if k.startswith("test_")}
+        _, metrics = _refit_single_node(training, params, _single_node_samples(training, data))
+    logged = {
+        k.removeprefix(TEST_METRIC_PREFIX): v for k, v in run.data.metrics.items() if k.startswith(TEST_METRIC_PREFIX)
+    }
     return {name: {"logged": logged[name], "reproduced": value} for name, value in metrics.items() if name in logged}
