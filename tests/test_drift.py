@@ -1,0 +1,35 @@
+"""Drift statistics in Spark agree with the same statistics computed by numpy and scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import distance
+
+from lakeforge import drift
+
+
+def test_sturges_matches_numpy():
+    for rows in (1, 2, 10, 1000, 123_457):
+        assert drift.sturges_bins(rows) == len(np.histogram_bin_edges(np.arange(rows, dtype=float), bins="sturges")) - 1
+
+
+def test_binned_counts_equal_numpy_histogram(spark):
+    rng = np.random.default_rng(3)
+    reference, current = rng.normal(0, 1, 500), rng.normal(0.5, 1.2, 400)
+    ref_df = spark.createDataFrame([(float(x),) for x in reference], "x double")
+    cur_df = spark.createDataFrame([(float(x),) for x in current], "x double")
+    ranges = drift.numeric_ranges(ref_df, cur_df, ["x"])
+    counts = drift.binned_counts(ref_df, cur_df, ranges)["x"]
+    edges = np.histogram_bin_edges(np.concatenate([reference, current]), bins="sturges")
+    assert counts[0].tolist() == np.histogram(reference, edges)[0].tolist()
+    assert counts[1].tolist() == np.histogram(current, edges)[0].tolist()
+
+
+def test_psi_and_jensen_shannon():
+    reference, current = np.array([50.0, 30.0, 20.0, 0.0]), np.array([40.0, 30.0, 20.0, 10.0])
+    p, q = reference / 100, current / 100
+    p_filled = np.where(p == 0, 1e-4, p)
+    assert drift.psi(reference, current) == pytest.approx(float(np.sum((q - p_filled) * np.log(q / p_filled))))
+    assert drift.jensen_shannon(reference, current) == pytest.approx(distance.jensenshannon(p, q))
+    assert drift.psi(reference, reference) == pytest.approx(0.0)
