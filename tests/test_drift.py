@@ -33,3 +33,17 @@ def test_psi_and_jensen_shannon():
     assert drift.psi(reference, current) == pytest.approx(float(np.sum((q - p_filled) * np.log(q / p_filled))))
     assert drift.jensen_shannon(reference, current) == pytest.approx(distance.jensenshannon(p, q))
     assert drift.psi(reference, reference) == pytest.approx(0.0)
+
+
+def test_ks_equals_scipy_on_large_samples(spark):
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(5)
+    reference, current = rng.normal(0, 1, 12_000).round(3), rng.normal(0.03, 1, 11_000).round(3)
+    ref_df = spark.createDataFrame([(float(x),) for x in reference], "x double")
+    cur_df = spark.createDataFrame([(float(x),) for x in current], "x double")
+    statistic, n_ref, n_cur = drift.ks_statistics(ref_df, cur_df, ["x"])["x"]
+    expected = ks_2samp(reference, current)
+    assert (n_ref, n_cur) == (12_000, 11_000)
+    assert statistic == pytest.approx(expected.statistic, abs=1e-12)
+    assert drift.ks_p_value(statistic, n_ref, n_cur) == pytest.approx(expected.pvalue, rel=1e-6)
