@@ -47,3 +47,17 @@ def test_ks_equals_scipy_on_large_samples(spark):
     assert (n_ref, n_cur) == (12_000, 11_000)
     assert statistic == pytest.approx(expected.statistic, abs=1e-12)
     assert drift.ks_p_value(statistic, n_ref, n_cur) == pytest.approx(expected.pvalue, rel=1e-6)
+
+
+def test_categories_and_chi_square(spark):
+    from scipy.stats import chisquare
+
+    ref = spark.createDataFrame([("a",)] * 60 + [("b",)] * 40 + [(None,)] * 5, "plan string")
+    cur = spark.createDataFrame([("a",)] * 30 + [("b",)] * 60 + [("c",)] * 10, "plan string")
+    values, ref_counts, cur_counts = drift.category_counts(ref, cur, ["plan"])["plan"]
+    assert values == ["a", "b", "c"]
+    assert ref_counts.tolist() == [60, 40, 0] and cur_counts.tolist() == [30, 60, 10]
+    assert drift.chi_square_p_value(ref_counts, cur_counts) == 0.0  # "c" never seen in the reference
+    same = np.array([30.0, 70.0])
+    expected = chisquare(same, np.array([60.0, 40.0]) / 100 * 100).pvalue
+    assert drift.chi_square_p_value(np.array([60.0, 40.0]), same) == pytest.approx(expected)

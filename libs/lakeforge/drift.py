@@ -115,3 +115,43 @@ def ks_p_value(statistic: float, n_reference: int, n_current: int) -> float:
 
     effective = round(n_reference * n_current / (n_reference + n_current))
     return float(min(1.0, kstwo.sf(statistic, effective)))
+
+
+def category_counts(
+    reference: DataFrame, current: DataFrame, columns: list[str]
+) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+    """Per categorical column, the categories seen on either side and their counts, in one pass."""
+    tagged = reference.select(*columns, F.lit(1).alias("_ref")).unionByName(
+        current.select(*columns, F.lit(0).alias("_ref"))
+    )
+    cells = F.array(*[F.struct(F.lit(c).alias("column"), F.col(c).cast("string").alias("value")) for c in columns])
+    rows = (
+        tagged.select("_ref", F.explode(cells).alias("cell"))
+        .where(F.col("cell.value").isNotNull())
+        .groupBy("cell.column", "cell.value")
+        .agg(F.sum("_ref").alias("ref"), F.sum(1 - F.col("_ref")).alias("cur"))
+        .collect()
+    )
+    out: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+    for column in columns:
+        found = sorted((r["value"], r["ref"], r["cur"]) for r in rows if r["column"] == column)
+        out[column] = (
+            [v for v, _, _ in found],
+            np.array([r for _, r, _ in found], float),
+            np.array([c for _, _, c in found], float),
+        )
+    return out
+
+
+def chi_square_p_value(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
+    """Chi-square goodness of fit of current against reference proportions (as Evidently's `chisquare`).
+
+    A category absent from the reference makes the expected count zero: the p-value is 0 (drift).
+    """
+    from scipy.stats import chisquare
+
+    expected = reference_counts / reference_counts.sum() * current_counts.sum()
+    if np.any((expected == 0) & (current_counts > 0)):
+        return 0.0
+    keep = expected > 0
+    return float(chisquare(current_counts[keep], expected[keep]).pvalue)
