@@ -24,6 +24,9 @@ setup(
         "hyperopt==0.3.0",
         "scikit-learn>=1.5",
         "matplotlib>=3.8",
+        # 0.7 fails to import with pandas 3.
+        "evidently==0.7.23",
+        "databricks-sdk>=0.60",
     ],
     extras_require={
         "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "jsonschema>=4.20"],

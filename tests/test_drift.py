@@ -61,3 +61,77 @@ def test_categories_and_chi_square(spark):
     same = np.array([30.0, 70.0])
     expected = chisquare(same, np.array([60.0, 40.0]) / 100 * 100).pvalue
     assert drift.chi_square_p_value(np.array([60.0, 40.0]), same) == pytest.approx(expected)
+
+
+SHIFT_TESTS = {"psi": 0.1, "ks": 0.05, "jensenshannon": 0.1, "chisquare": 0.05}
+
+
+def _frames(spark, rows: int, shift: float, seed: int):
+    """A numeric, a discrete numeric and a categorical column; `shift` moves the current side."""
+    rng = np.random.default_rng(seed)
+    import pandas as pd
+
+    def side(offset: float, plan_weights: list[float]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "spend": rng.gamma(2.0, 30.0 * (1 + offset), rows).round(2),
+                "tickets": rng.poisson(1.0 + offset * 2, rows).astype(float),
+                "plan": rng.choice(["basic", "plus", "pro"], rows, p=plan_weights),
+            }
+        )
+
+    reference = side(0.0, [0.5, 0.3, 0.2])
+    current = side(shift, [0.5 - shift, 0.3, 0.2 + shift])
+    schema = "spend double, tickets double, plan string"
+    return reference, current, spark.createDataFrame(reference, schema), spark.createDataFrame(current, schema)
+
+
+def _verdicts(results):
+    return {(r.column, r.statistic): r.drifted for r in results}
+
+
+def test_known_shift_is_detected_and_no_shift_is_not(spark):
+    for shift, expected in ((0.0, False), (0.4, True)):
+        _, _, reference, current = _frames(spark, 4000, shift, seed=11)
+        tests = (["psi", "ks"], ["jensenshannon", "chisquare"])
+        results = drift.compare(reference, current, ["spend", "tickets"], ["plan"], *tests, SHIFT_TESTS)
+        assert [(r.column, r.statistic) for r in results] == [
+            ("spend", "psi"), ("spend", "ks"), ("tickets", "psi"), ("tickets", "ks"),
+            ("plan", "jensenshannon"), ("plan", "chisquare"),
+        ]  # fmt: skip
+        assert set(_verdicts(results).values()) == {expected}, results
+        assert all(r.reference_rows == r.current_rows == 4000 for r in results)
+        assert [r.decides for r in results] == [True, False] * 3
+
+
+def test_a_column_missing_on_one_side_drifts(spark):
+    reference = spark.createDataFrame([(float(i), "a") for i in range(50)], "x double, plan string")
+    current = spark.createDataFrame([(None, None)] * 50, "x double, plan string")
+    results = drift.compare(reference, current, ["x"], ["plan"], ["psi", "ks"], ["chisquare"], SHIFT_TESTS)
+    assert all(r.drifted and np.isnan(r.value) and r.current_rows == 0 for r in results)
+
+
+def test_statistics_and_verdicts_agree_with_evidently(spark):
+    """The same columns and the same named tests on both sides; more than 10,000 rows per side, where
+    scipy's ks_2samp (inside Evidently) uses the asymptotic distribution, as we do."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+
+    for shift in (0.0, 0.02, 0.25):
+        ref_pd, cur_pd, reference, current = _frames(spark, 12_000, shift, seed=7)
+        ours = drift.compare(
+            reference, current, ["spend", "tickets"], ["plan"], ["psi", "ks", "jensenshannon"],
+            ["jensenshannon", "chisquare", "psi"], SHIFT_TESTS,
+        )  # fmt: skip
+        metrics = [ValueDrift(column=r.column, method=r.statistic, threshold=r.threshold) for r in ours]
+        definition = DataDefinition(numerical_columns=["spend", "tickets"], categorical_columns=["plan"])
+        snapshot = Report(metrics, include_tests=True).run(
+            Dataset.from_pandas(cur_pd, data_definition=definition),
+            Dataset.from_pandas(ref_pd, data_definition=definition),
+        )
+        report = snapshot.dict()
+        theirs = [float(m["value"]) for m in report["metrics"]]
+        failed = [t["status"].name == "FAIL" for t in report["tests"]]
+        for result, value, evidently_drifted in zip(ours, theirs, failed, strict=True):
+            assert result.value == pytest.approx(value, rel=1e-6, abs=1e-9), (shift, result)
+            assert result.drifted == evidently_drifted, (shift, result)

@@ -406,6 +406,49 @@ class Scoring(_Strict):
         return [check_identifier(v) for v in value]
 
 
+class RetrainingPolicy(_Strict):
+    """When the monitoring job asks for a new model. Any clause that fires is enough; unset clauses never fire."""
+
+    max_drifted_share: float | None = Field(default=None, ge=0, le=1)
+    max_prediction_psi: float | None = Field(default=None, gt=0)
+    min_auc_roc: float | None = Field(default=None, ge=0, le=1)
+    auc_windows: int = Field(default=2, ge=1)
+
+
+class Monitoring(_Strict):
+    """Drift of features and predictions against the champion's training set, and quality once labels arrive.
+
+    The first test of each list decides whether a column drifted; the others are recorded beside it.
+    `thresholds` are drift-if-at-least for distances (psi, jensenshannon) and drift-if-below for
+    p-values (ks, chisquare), as Evidently reads them.
+    """
+
+    drift_table: str = "drift_metrics"
+    quality_table: str = "model_quality"
+    decisions_table: str = "retraining_decisions"
+    numeric_tests: list[Literal["psi", "ks", "jensenshannon"]] = Field(default=["psi", "ks"], min_length=1)
+    categorical_tests: list[Literal["jensenshannon", "chisquare", "psi"]] = Field(
+        default=["jensenshannon", "chisquare"], min_length=1
+    )
+    thresholds: dict[Literal["psi", "ks", "jensenshannon", "chisquare"], float] = Field(
+        default={"psi": 0.2, "ks": 0.05, "jensenshannon": 0.1, "chisquare": 0.05}
+    )
+    report_sample_rows: int = Field(default=5000, ge=100)
+    retraining: RetrainingPolicy = RetrainingPolicy()
+
+    @field_validator("drift_table", "quality_table", "decisions_table")
+    @classmethod
+    def _names_are_identifiers(cls, value: str) -> str:
+        return check_identifier(value)
+
+    @model_validator(mode="after")
+    def _every_test_has_a_threshold(self) -> Monitoring:
+        missing = sorted(set(self.numeric_tests + self.categorical_tests) - set(self.thresholds))
+        if missing:
+            raise ValueError(f"thresholds has no value for {', '.join(missing)}")
+        return self
+
+
 class UseCase(_Strict):
     """A data set: its feeds, how to generate demo data, its gold tables, features, training and scoring."""
 
@@ -417,6 +460,7 @@ class UseCase(_Strict):
     features: Features | None = None
     training: Training | None = None
     scoring: Scoring | None = None
+    monitoring: Monitoring | None = None
 
     @field_validator("name")
     @classmethod
@@ -453,6 +497,8 @@ class UseCase(_Strict):
 
     @model_validator(mode="after")
     def _training_uses_declared_features(self) -> UseCase:
+        if self.monitoring is not None and (self.scoring is None or self.training is None):
+            raise ValueError("monitoring needs 'training' and 'scoring' sections: it watches the champion")
         if self.training is None:
             return self
         if self.features is None or self.features.labels is None:
@@ -519,6 +565,22 @@ class Paths(_Strict):
     metastore: str = "metastore"
     artifacts: str = "artifacts"
     mlflow: str = "mlflow"
+    reports: str = "reports"
+
+
+class Retraining(_Strict):
+    """What the monitoring job does when the policy fires.
+
+    `local` runs training and the gate in the same process; `record` only records the decision (an
+    Airflow DAG branches on it); `databricks` triggers the bundle's training job through the Jobs
+    API, its id from `training_job_id` or the environment variable named by `training_job_id_env`.
+    """
+
+    trigger: Literal["local", "record", "databricks"] = "local"
+    training_job_id: int | None = None
+    training_job_id_env: str = "LAKEFORGE_TRAINING_JOB_ID"
+    wait: bool = True
+    timeout_minutes: int = Field(default=120, ge=1)
 
 
 class Environment(_Strict):
@@ -530,6 +592,7 @@ class Environment(_Strict):
     schemas: Schemas = Schemas()
     paths: Paths = Paths()
     tracking: Tracking = Tracking()
+    retraining: Retraining = Retraining()
 
     @field_validator("catalog")
     @classmethod
