@@ -79,6 +79,22 @@ def _score(spark, settings: Settings, scoring_date=None) -> None:
     )
 
 
+def _monitor(spark, settings: Settings, scoring_date=None, training_job_id=None) -> None:
+    from lakeforge import monitoring
+
+    if settings.use_case.monitoring is None:
+        log.info("step monitor: use case %s declares no monitoring, nothing to do", settings.use_case.name)
+        return
+    result = monitoring.run(spark, settings, scoring_date, training_job_id)
+    psi = "n/a" if result.prediction_psi is None else f"{result.prediction_psi:.3f}"
+    print(
+        f"monitored {result.model_name} version {result.model_version} on {result.scoring_date}: "
+        f"{result.drifted_share:.0%} of features drifted, prediction PSI {psi}; "
+        f"{'RETRAIN: ' + '; '.join(result.decision.reasons) if result.decision.retrain else 'no retraining'}"
+        f" ({result.triggered}); report {result.report}"
+    )
+
+
 STEPS: dict[str, Callable] = {
     "ingest": _ingest,
     "silver": _silver,
@@ -87,10 +103,13 @@ STEPS: dict[str, Callable] = {
     "train": _train,
     "validate": _validate,
     "score": _score,
+    "monitor": _monitor,
 }
 
 
-def run_steps(spark, settings: Settings, steps: list[str], full: bool = False, scoring_date=None) -> None:
+def run_steps(
+    spark, settings: Settings, steps: list[str], full: bool = False, scoring_date=None, training_job_id=None
+) -> None:
     """Run the steps given in order (`all`: every step), logging each one's duration."""
     names = [name for step in steps for name in (STEPS if step == "all" else [step])]
     for name in names:
@@ -100,6 +119,8 @@ def run_steps(spark, settings: Settings, steps: list[str], full: bool = False, s
             STEPS[name](spark, settings, full=full)
         elif name == "score":
             STEPS[name](spark, settings, scoring_date=scoring_date)
+        elif name == "monitor":
+            STEPS[name](spark, settings, scoring_date=scoring_date, training_job_id=training_job_id)
         else:
             STEPS[name](spark, settings)
         log.info("step %s: done in %.1fs", name, time.monotonic() - started)
@@ -123,7 +144,9 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     settings = load_settings(args.use_case, args.env)
     spark = build_spark(settings.env, f"lakeforge-{'-'.join(args.steps)}")
-    run_steps(spark, settings, args.steps, full=args.full, scoring_date=args.date)
+    run_steps(
+        spark, settings, args.steps, full=args.full, scoring_date=args.date, training_job_id=args.training_job_id
+    )
     if settings.env.spark.mode == "local":
         from lakeforge.config import lakeforge_home
 
@@ -205,8 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--use-case", required=True)
     run.add_argument("--env", default="local")
     run.add_argument(
-        "--date", type=dt.date.fromisoformat, help="score: the scoring date (default: the newest feature date)"
+        "--date",
+        type=dt.date.fromisoformat,
+        help="score and monitor: the scoring date (default: the newest feature date; monitor: the newest scored)",
     )
+    run.add_argument("--training-job-id", type=int, help="monitor on Databricks: the training job to trigger")
     run.add_argument("--full", action="store_true", help="features: recompute every time window, not only new ones")
     run.set_defaults(handler=_cmd_run)
 

@@ -63,3 +63,11 @@ class StaleFeatures(LakeforgeError):
 
 class SchemaMismatch(LakeforgeError):
     """The rows to score do not match the model's input signature."""
+
+
+class MissingPredictions(LakeforgeError):
+    """Monitoring found no predictions for the date it was asked to watch."""
+
+
+class RetrainingFailed(LakeforgeError):
+    """The triggered training job did not finish successfully."""

@@ -404,15 +404,20 @@ def _score(name: str, version: str, data: PreparedData, training: Training) -> d
     return single_node.evaluate_scores(test[modeling.LABEL].astype(int).to_numpy(), scores, training.decision_threshold)
 
 
+def logged_training_set(spark: SparkSession, settings: Settings, run_id: str) -> tuple[Training, PreparedData]:
+    """A training run's own config and its training set, rebuilt from the Delta versions it logged."""
+    training = Training.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINING_ARTIFACT}"))
+    lineage = mlflow.artifacts.load_dict(f"runs:/{run_id}/{LINEAGE_ARTIFACT}")
+    return training, prepare(spark, settings, training, _versions(lineage), lineage.get("text_pipeline"))
+
+
 def reproduce(spark: SparkSession, settings: Settings, run_id: str) -> dict[str, dict[str, float]]:
     """Rebuild a run's training set from its logged Delta versions, refit with its logged parameters
     and seed, and compare the test metrics with the ones it logged."""
     tracking.configure(settings)
     run = mlflow.get_run(run_id)
-    training = Training.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINING_ARTIFACT}"))
+    training, data = logged_training_set(spark, settings, run_id)
     params = mlflow.artifacts.load_dict(f"runs:/{run_id}/{PARAMS_ARTIFACT}")
-    lineage = mlflow.artifacts.load_dict(f"runs:/{run_id}/{LINEAGE_ARTIFACT}")
-    data = prepare(spark, settings, training, _versions(lineage), lineage.get("text_pipeline"))
     if training.engine == "spark_ml":
         _, metrics, _ = _refit_spark_ml(training, params, data)
     else:

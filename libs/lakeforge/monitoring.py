@@ -1,0 +1,348 @@
+"""The monitoring job: drift of a model's inputs and scores, its quality once labels arrive, and retraining.
+
+For one scoring date it takes the model that wrote that date's predictions and
+- rebuilds the training set that model was fitted on from its logged Delta versions (the
+  reference) and scores it with the same model, so feature and prediction drift share one baseline;
+- compares the date's features and scores against it in Spark (`drift.compare`) and upserts one row
+  per column and statistic into the drift-metrics table, plus an Evidently HTML report on a bounded
+  sample stratified by predicted label, logged to MLflow;
+- joins every prediction that has a label by now to it and upserts quality per scoring date;
+- applies the retraining policy, records the decision and why, and triggers training: in process
+  (`local`), not at all (`record`: an Airflow DAG branches on the decision file), or through the
+  Databricks Jobs API (`databricks`).
+Every write is a MERGE on the row's keys: rerunning a date replaces its rows, never duplicates them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import mlflow
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lakeforge import drift, feature_store, modeling, quality, scoring, tables, tracking
+from lakeforge import training as training_job
+from lakeforge.config import Monitoring, RetrainingPolicy, Settings
+from lakeforge.errors import LakeforgeError, MissingPredictions
+
+log = logging.getLogger(__name__)
+
+PREDICTION_COLUMN = modeling.SCORE
+DRIFT_KEYS = ["scoring_date", "model_version", "feature", "statistic"]
+WINDOW_KEYS = ["scoring_date", "model_version"]
+
+
+@dataclass(frozen=True)
+class RetrainingDecision:
+    retrain: bool
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    scoring_date: dt.date
+    model_name: str
+    model_version: str
+    drift: list[drift.ColumnDrift]
+    drifted_share: float
+    prediction_psi: float | None
+    recent_auc: list[float]
+    decision: RetrainingDecision
+    triggered: str
+    report: str
+
+
+def decide(
+    policy: RetrainingPolicy, drifted_share: float, prediction_psi: float | None, recent_auc: list[float]
+) -> RetrainingDecision:
+    """Apply each configured clause; `recent_auc` is the model's AUC per labelled window, oldest first."""
+    reasons = []
+    if policy.max_drifted_share is not None and drifted_share > policy.max_drifted_share:
+        reasons.append(f"{drifted_share:.0%} of features drifted, above {policy.max_drifted_share:.0%}")
+    if policy.max_prediction_psi is not None and prediction_psi is not None:
+        if prediction_psi > policy.max_prediction_psi:
+            reasons.append(f"prediction PSI {prediction_psi:.3f} above {policy.max_prediction_psi}")
+    if policy.min_auc_roc is not None and len(recent_auc) >= policy.auc_windows:
+        window = recent_auc[-policy.auc_windows :]
+        if all(auc < policy.min_auc_roc for auc in window):
+            shown = ", ".join(f"{auc:.3f}" for auc in window)
+            reasons.append(f"AUC-ROC below {policy.min_auc_roc} in the last {policy.auc_windows} windows ({shown})")
+    return RetrainingDecision(bool(reasons), reasons)
+
+
+def stratified_sample(rows: DataFrame, column: str, size: int, seed: int) -> DataFrame:
+    """At most `size` rows, each value of `column` keeping its share (and at least a few rows if it has them)."""
+    counts = {row[column]: row["count"] for row in rows.groupBy(column).count().collect()}
+    total = sum(counts.values())
+    if total <= size:
+        return rows
+    floor = max(1, size // (10 * len(counts)))
+    quota = {value: min(n, max(floor, int(size * n / total))) for value, n in counts.items()}
+    fractions = {value: min(1.0, 1.2 * quota[value] / n) for value, n in counts.items()}
+    sampled = rows.sampleBy(column, fractions, seed)
+    order = Window.partitionBy(column).orderBy(F.rand(seed))
+    limits = F.create_map(*[F.lit(x) for value, q in quota.items() for x in (value, q)])
+    return sampled.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= limits[F.col(column)]).drop("_n")
+
+
+def _monitoring(settings: Settings) -> Monitoring:
+    if settings.use_case.monitoring is None:
+        raise LakeforgeError(f"use case '{settings.use_case.name}' declares no monitoring: add a 'monitoring' section")
+    return settings.use_case.monitoring
+
+
+def _predictions_for(spark: SparkSession, settings: Settings, scoring_date: dt.date | None) -> tuple[DataFrame, dt.date]:
+    table = settings.table("gold", settings.use_case.scoring.table)
+    if not tables.table_exists(spark, table):
+        raise MissingPredictions(f"{table} does not exist: run `lakeforge run score` first")
+    predictions = tables.read_table(spark, table)
+    if scoring_date is None:
+        scoring_date = predictions.agg(F.max("scoring_date")).first()[0]
+        if scoring_date is None:
+            raise MissingPredictions(f"{table} is empty: run `lakeforge run score` first")
+    return predictions, scoring_date
+
+
+def measure_drift(
+    spark: SparkSession, settings: Settings, scoring_date: dt.date, model, current_predictions: DataFrame
+) -> tuple[list[drift.ColumnDrift], DataFrame, DataFrame, list[str], list[str]]:
+    """The model's training set (scored by it) against the date's features and predictions."""
+    monitoring = _monitoring(settings)
+    training, data = training_job.logged_training_set(spark, settings, model.run_id)
+    numeric, categorical = list(training.numeric_features), list(training.categorical_features)
+    columns = [*numeric, *categorical, PREDICTION_COLUMN, "predicted_label"]
+    model_uri = f"models:/{model.model_name}/{model.model_version}"
+    reference_rows = data.train.unionByName(data.validation)
+    reference = scoring.score_rows(spark, model_uri, reference_rows, training.decision_threshold).select(*columns)
+    features, _ = feature_store.scoring_set(spark, settings, dt.datetime.combine(scoring_date, dt.time()))
+    entity = sorted({key for table in settings.use_case.features.tables.values() for key in table.entity})
+    current = (
+        modeling.model_input(features, training)
+        .join(current_predictions.select(*entity, PREDICTION_COLUMN, "predicted_label"), entity)
+        .select(*columns)
+    )
+    reference, current = reference.persist(), current.persist()
+    results = drift.compare(
+        reference,
+        current,
+        [*numeric, PREDICTION_COLUMN],
+        categorical,
+        monitoring.numeric_tests,
+        monitoring.categorical_tests,
+        monitoring.thresholds,
+    )
+    return results, reference, current, numeric, categorical
+
+
+def drift_rows(spark: SparkSession, results: list[drift.ColumnDrift], scoring_date: dt.date, model) -> DataFrame:
+    rows = [
+        (
+            scoring_date,
+            model.model_name,
+            model.model_version,
+            model.run_id,
+            r.column,
+            "prediction" if r.column == PREDICTION_COLUMN else "feature",
+            r.statistic,
+            float(r.value),
+            float(r.threshold),
+            r.drifted,
+            r.decides,
+            r.reference_rows,
+            r.current_rows,
+        )
+        for r in results
+    ]
+    schema = (
+        "scoring_date date, model_name string, model_version string, run_id string, feature string, kind string, "
+        "statistic string, value double, threshold double, drifted boolean, decides boolean, "
+        "reference_rows long, current_rows long"
+    )
+    return spark.createDataFrame(rows, schema).withColumn("monitored_at", F.current_timestamp())
+
+
+def drift_summary(results: list[drift.ColumnDrift]) -> tuple[float, float | None]:
+    """The share of features whose deciding test drifted, and the prediction's PSI (if measured)."""
+    deciding = [r for r in results if r.decides and r.column != PREDICTION_COLUMN]
+    share = sum(r.drifted for r in deciding) / len(deciding) if deciding else 0.0
+    psi = next((r.value for r in results if r.column == PREDICTION_COLUMN and r.statistic == "psi"), None)
+    return share, psi
+
+
+def write_report(
+    monitoring: Monitoring,
+    reference: DataFrame,
+    current: DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    path: Path,
+) -> Path:
+    """Evidently's DataDriftPreset, with our deciding tests and thresholds, on a stratified sample of each side."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    size, seed = monitoring.report_sample_rows, 17
+    ref_pd = stratified_sample(reference, "predicted_label", size, seed).toPandas()
+    cur_pd = stratified_sample(current, "predicted_label", size, seed).toPandas()
+    definition = DataDefinition(numerical_columns=[*numeric, PREDICTION_COLUMN], categorical_columns=categorical)
+    numeric_test, categorical_test = monitoring.numeric_tests[0], monitoring.categorical_tests[0]
+    preset = DataDriftPreset(
+        columns=[*numeric, PREDICTION_COLUMN, *categorical],
+        num_method=numeric_test,
+        cat_method=categorical_test,
+        num_threshold=monitoring.thresholds[numeric_test],
+        cat_threshold=monitoring.thresholds[categorical_test],
+        drift_share=monitoring.retraining.max_drifted_share or 0.5,
+    )
+    snapshot = Report([preset]).run(
+        Dataset.from_pandas(cur_pd, data_definition=definition),
+        Dataset.from_pandas(ref_pd, data_definition=definition),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(path))
+    return path
+
+
+def measure_quality(spark: SparkSession, settings: Settings, predictions: DataFrame) -> DataFrame:
+    """Quality per scoring date of every prediction whose label has arrived, upserted; returns the table."""
+    labels_config = settings.use_case.features.labels
+    target = settings.table("ops", _monitoring(settings).quality_table)
+    labels = tables.read_table(spark, settings.table("gold", labels_config.table))
+    labelled = quality.labelled_predictions(
+        predictions, labels, labels_config.entity, labels_config.timestamp, labels_config.label
+    )
+    measured = quality.model_quality(labelled).withColumn("measured_at", F.current_timestamp())
+    if measured.limit(1).count():
+        tables.upsert(measured, target, WINDOW_KEYS)
+    return tables.read_table(spark, target) if tables.table_exists(spark, target) else measured
+
+
+def _training_job_id(settings: Settings, override: int | None) -> int:
+    retraining = settings.env.retraining
+    raw = override or retraining.training_job_id or os.environ.get(retraining.training_job_id_env)
+    if not raw:
+        raise LakeforgeError(
+            f"retraining fired but no Databricks training job id is set: pass --training-job-id, set "
+            f"retraining.training_job_id in the environment file, or ${retraining.training_job_id_env}"
+        )
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise LakeforgeError(f"the Databricks training job id must be a number, not {raw!r}") from exc
+
+
+def trigger(
+    spark: SparkSession, settings: Settings, scoring_date: dt.date, decision: RetrainingDecision, job_id: int | None
+) -> str:
+    """Start training the way this environment does; returns what was started."""
+    retraining = settings.env.retraining
+    if retraining.trigger == "record":
+        return "recorded: the scheduler starts training"
+    if retraining.trigger == "local":
+        trained = training_job.run(spark, settings)
+        gate = training_job.validate(spark, settings)
+        verdict = "promoted" if gate.promoted else "kept as challenger"
+        return f"trained version {trained.version} in process: {verdict}"
+    from lakeforge import databricks_jobs
+
+    use_case = settings.use_case.name
+    run_id = databricks_jobs.run_training_job(
+        _training_job_id(settings, job_id),
+        {"use_case": use_case, "retraining_reason": "; ".join(decision.reasons)[:1000]},
+        idempotency_token=f"lakeforge-retrain-{use_case}-{scoring_date.isoformat()}",
+        wait=retraining.wait,
+        timeout=dt.timedelta(minutes=retraining.timeout_minutes),
+    )
+    return f"Databricks run {run_id}"
+
+
+def _record_decision(
+    spark: SparkSession, settings: Settings, result: MonitorResult, status: str, decision_file: Path
+) -> None:
+    row = (
+        result.scoring_date,
+        result.model_name,
+        result.model_version,
+        result.decision.retrain,
+        result.decision.reasons,
+        result.drifted_share,
+        result.prediction_psi,
+        result.recent_auc[-1] if result.recent_auc else None,
+        settings.env.retraining.trigger,
+        status,
+    )
+    schema = (
+        "scoring_date date, model_name string, model_version string, retrain boolean, reasons array<string>, "
+        "drifted_share double, prediction_psi double, latest_auc_roc double, trig string, outcome string"
+    )
+    decided = spark.createDataFrame([row], schema).withColumnRenamed("trig", "trigger")
+    tables.upsert(
+        decided.withColumn("decided_at", F.current_timestamp()),
+        settings.table("ops", _monitoring(settings).decisions_table),
+        WINDOW_KEYS,
+    )
+    decision_file.parent.mkdir(parents=True, exist_ok=True)
+    record = {**asdict(result.decision), "scoring_date": result.scoring_date.isoformat(), "outcome": status}
+    decision_file.write_text(json.dumps({**record, "model_version": result.model_version}, indent=2))
+
+
+def decision_path(settings: Settings) -> Path:
+    """The latest decision as JSON, for schedulers that branch on it without starting Spark (Airflow)."""
+    return Path(settings.env.path("reports")) / "monitoring" / settings.use_case.name / "decision.json"
+
+
+def run(
+    spark: SparkSession, settings: Settings, scoring_date: dt.date | None = None, training_job_id: int | None = None
+) -> MonitorResult:
+    """Drift, quality and the retraining decision for one scoring date (default: the newest)."""
+    monitoring = _monitoring(settings)
+    tracking.configure(settings)
+    predictions, scoring_date = _predictions_for(spark, settings, scoring_date)
+    todays = predictions.where(F.col("scoring_date") == F.lit(scoring_date))
+    models = todays.select("model_name", "model_version", "run_id").distinct().collect()
+    if not models:
+        raise MissingPredictions(
+            f"no predictions for {scoring_date}: run `lakeforge run score --date {scoring_date}` first"
+        )
+    model = models[0]
+    tables.ensure_schema(spark, settings.schema("ops"))
+    results, reference, current, numeric, categorical = measure_drift(spark, settings, scoring_date, model, todays)
+    tables.upsert(drift_rows(spark, results, scoring_date, model), settings.table("ops", monitoring.drift_table), DRIFT_KEYS)
+    share, prediction_psi = drift_summary(results)
+    report_name = f"drift-{scoring_date.isoformat()}-v{model.model_version}.html"
+    report = Path(settings.env.path("reports")) / "monitoring" / settings.use_case.name / report_name
+    write_report(monitoring, reference, current, numeric, categorical, report)
+    reference.unpersist()
+    current.unpersist()
+    history = measure_quality(spark, settings, predictions)
+    recent_auc = [
+        row["auc_roc"]
+        for row in history.where(F.col("model_version") == model.model_version).orderBy("scoring_date").collect()
+        if row["auc_roc"] is not None
+    ]
+    decision = decide(monitoring.retraining, share, prediction_psi, recent_auc)
+    with mlflow.start_run(run_name=f"monitor-{scoring_date.isoformat()}"):
+        mlflow.set_tags({"model_version": model.model_version, "scoring_date": scoring_date.isoformat()})
+        psi_metric = {} if prediction_psi is None else {"prediction_psi": prediction_psi}
+        mlflow.log_metrics({"drifted_share": share, **psi_metric})
+        mlflow.log_artifact(str(report), "drift")
+    result = MonitorResult(
+        scoring_date, model.model_name, model.model_version, results, share, prediction_psi, recent_auc, decision, "", str(report)
+    )
+    outcome = "no retraining needed"
+    if decision.retrain:
+        log.warning("monitor: retraining fired for %s: %s", scoring_date, "; ".join(decision.reasons))
+        try:
+            outcome = trigger(spark, settings, scoring_date, decision, training_job_id)
+        except LakeforgeError as exc:
+            _record_decision(spark, settings, result, f"trigger failed: {exc}", decision_path(settings))
+            raise
+    _record_decision(spark, settings, result, outcome, decision_path(settings))
+    log.info("monitor: %s drifted share %.2f, prediction PSI %s: %s", scoring_date, share, prediction_psi, outcome)
+    return MonitorResult(**{**result.__dict__, "triggered": outcome})
