@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
 import pytest
 
-from lakeforge.config import Environment, Paths, Schemas, SparkSettings
+from lakeforge.config import Environment, Paths, Schemas, SearchDimension, Settings, SparkSettings, TimeSplit
 
 
 def make_environment(root: Path, suffix: str) -> Environment:
@@ -81,3 +82,36 @@ def churn_features(spark, tmp_path_factory):
     gold.run(spark, settings)
     feature_store.run(spark, settings)
     return settings
+
+
+def with_training(base: Settings, mlflow_dir, **training_changes) -> Settings:
+    """Churn settings with their own MLflow store and a one-trial search (fast, and not flattened)."""
+    env = base.env.model_copy(update={"paths": base.env.paths.model_copy(update={"mlflow": str(mlflow_dir)})})
+    config = base.use_case.training.model_copy(
+        update={
+            "max_evals": 1,
+            # A strong penalty would flatten the one model tried here to a constant score.
+            "search_space": {"regParam": SearchDimension(kind="uniform", low=0.001, high=0.01)},
+            "split": TimeSplit(validation_from=dt.date(2026, 1, 29), test_from=dt.date(2026, 2, 5)),
+            **training_changes,
+        }
+    )
+    use_case = base.use_case.model_copy(update={"training": config})
+    return base.model_copy(update={"env": env, "use_case": use_case})
+
+
+@pytest.fixture(scope="session")
+def churn_champion(spark, churn_features, tmp_path_factory):
+    """A logistic regression trained on the tiny churn features and promoted to champion (scoring, monitoring)."""
+    from lakeforge import training
+
+    settings = with_training(churn_features, tmp_path_factory.mktemp("mlflow-champion"))
+    training.run(spark, settings)
+    assert training.validate(spark, settings).promoted
+    return settings
+
+
+@pytest.fixture(scope="session")
+def training_settings():
+    """Derive settings with their own MLflow store: `training_settings(base, mlflow_dir, **training_changes)`."""
+    return with_training

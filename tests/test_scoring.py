@@ -9,33 +9,15 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakeforge import feature_store, modeling, scoring, tables, training
-from lakeforge.config import SearchDimension, Settings, TimeSplit
+from lakeforge.config import SearchDimension, Settings
 from lakeforge.errors import ModelNotFound, SchemaMismatch, StaleFeatures
 
 DAY = dt.date(2026, 2, 20)
 
 
-def _settings(base: Settings, mlflow_dir, **training_changes) -> Settings:
-    env = base.env.model_copy(update={"paths": base.env.paths.model_copy(update={"mlflow": str(mlflow_dir)})})
-    config = base.use_case.training.model_copy(
-        update={
-            "max_evals": 1,
-            # A strong penalty would flatten the one model tried here to a constant score.
-            "search_space": {"regParam": SearchDimension(kind="uniform", low=0.001, high=0.01)},
-            "split": TimeSplit(validation_from=dt.date(2026, 1, 29), test_from=dt.date(2026, 2, 5)),
-            **training_changes,
-        }
-    )
-    use_case = base.use_case.model_copy(update={"training": config})
-    return base.model_copy(update={"env": env, "use_case": use_case})
-
-
 @pytest.fixture(scope="module")
-def champion(spark, churn_features, tmp_path_factory) -> Settings:
-    settings = _settings(churn_features, tmp_path_factory.mktemp("mlflow-scoring"))
-    training.run(spark, settings)
-    assert training.validate(spark, settings).promoted
-    return settings
+def champion(churn_champion) -> Settings:
+    return churn_champion
 
 
 def _predictions(spark, settings: Settings):
@@ -88,10 +70,10 @@ def _version(spark, settings):
     return tables.table_version(spark, settings.table("gold", settings.use_case.scoring.table))
 
 
-def test_missing_champion_writes_nothing(spark, champion, tmp_path):
+def test_missing_champion_writes_nothing(spark, champion, training_settings, tmp_path):
     scoring.run(spark, champion, DAY)
     before = _version(spark, champion)
-    nobody = _settings(champion, tmp_path / "empty-mlflow")
+    nobody = training_settings(champion, tmp_path / "empty-mlflow")
     with pytest.raises(ModelNotFound, match="no 'champion' version"):
         scoring.run(spark, nobody, DAY)
     assert _version(spark, champion) == before
@@ -117,8 +99,8 @@ def test_rows_not_matching_the_signature_write_nothing(spark, champion, monkeypa
     assert _version(spark, champion) == before
 
 
-def test_single_node_champion_scores_through_spark_udf(spark, champion, tmp_path):
-    sklearn_settings = _settings(
+def test_single_node_champion_scores_through_spark_udf(spark, champion, training_settings, tmp_path):
+    sklearn_settings = training_settings(
         champion,
         tmp_path / "mlflow-sklearn",
         engine="single_node",

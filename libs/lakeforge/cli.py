@@ -144,9 +144,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
     settings = load_settings(args.use_case, args.env)
     spark = build_spark(settings.env, f"lakeforge-{'-'.join(args.steps)}")
-    run_steps(
-        spark, settings, args.steps, full=args.full, scoring_date=args.date, training_job_id=args.training_job_id
-    )
+    run_steps(spark, settings, args.steps, full=args.full, scoring_date=args.date, training_job_id=args.training_job_id)
     if settings.env.spark.mode == "local":
         from lakeforge.config import lakeforge_home
 

@@ -65,9 +65,9 @@ def decide(
     reasons = []
     if policy.max_drifted_share is not None and drifted_share > policy.max_drifted_share:
         reasons.append(f"{drifted_share:.0%} of features drifted, above {policy.max_drifted_share:.0%}")
-    if policy.max_prediction_psi is not None and prediction_psi is not None:
-        if prediction_psi > policy.max_prediction_psi:
-            reasons.append(f"prediction PSI {prediction_psi:.3f} above {policy.max_prediction_psi}")
+    psi_limit = policy.max_prediction_psi
+    if psi_limit is not None and prediction_psi is not None and prediction_psi > psi_limit:
+        reasons.append(f"prediction PSI {prediction_psi:.3f} above {psi_limit}")
     if policy.min_auc_roc is not None and len(recent_auc) >= policy.auc_windows:
         window = recent_auc[-policy.auc_windows :]
         if all(auc < policy.min_auc_roc for auc in window):
@@ -97,7 +97,9 @@ def _monitoring(settings: Settings) -> Monitoring:
     return settings.use_case.monitoring
 
 
-def _predictions_for(spark: SparkSession, settings: Settings, scoring_date: dt.date | None) -> tuple[DataFrame, dt.date]:
+def _predictions_for(
+    spark: SparkSession, settings: Settings, scoring_date: dt.date | None
+) -> tuple[DataFrame, dt.date]:
     table = settings.table("gold", settings.use_case.scoring.table)
     if not tables.table_exists(spark, table):
         raise MissingPredictions(f"{table} does not exist: run `lakeforge run score` first")
@@ -313,7 +315,9 @@ def run(
     model = models[0]
     tables.ensure_schema(spark, settings.schema("ops"))
     results, reference, current, numeric, categorical = measure_drift(spark, settings, scoring_date, model, todays)
-    tables.upsert(drift_rows(spark, results, scoring_date, model), settings.table("ops", monitoring.drift_table), DRIFT_KEYS)
+    tables.upsert(
+        drift_rows(spark, results, scoring_date, model), settings.table("ops", monitoring.drift_table), DRIFT_KEYS
+    )
     share, prediction_psi = drift_summary(results)
     report_name = f"drift-{scoring_date.isoformat()}-v{model.model_version}.html"
     report = Path(settings.env.path("reports")) / "monitoring" / settings.use_case.name / report_name
@@ -333,7 +337,16 @@ def run(
         mlflow.log_metrics({"drifted_share": share, **psi_metric})
         mlflow.log_artifact(str(report), "drift")
     result = MonitorResult(
-        scoring_date, model.model_name, model.model_version, results, share, prediction_psi, recent_auc, decision, "", str(report)
+        scoring_date,
+        model.model_name,
+        model.model_version,
+        results,
+        share,
+        prediction_psi,
+        recent_auc,
+        decision,
+        "",
+        str(report),
     )
     outcome = "no retraining needed"
     if decision.retrain:

@@ -28,9 +28,7 @@ def labelled_predictions(
 
 def _auc_by_group(rows: DataFrame) -> DataFrame:
     """AUC-ROC per group: the chance a positive outscores a negative, ties counting half."""
-    by_score = rows.groupBy(*GROUP, "score").agg(
-        F.sum("label").alias("pos"), F.sum(1 - F.col("label")).alias("neg")
-    )
+    by_score = rows.groupBy(*GROUP, "score").agg(F.sum("label").alias("pos"), F.sum(1 - F.col("label")).alias("neg"))
     below = Window.partitionBy(*GROUP).orderBy("score").rowsBetween(Window.unboundedPreceding, -1)
     pairs = by_score.withColumn("neg_below", F.coalesce(F.sum("neg").over(below), F.lit(0.0)))
     return pairs.groupBy(*GROUP).agg(

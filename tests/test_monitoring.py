@@ -1,0 +1,239 @@
+"""The monitoring job: drift rows, the Evidently report, quality against labels, the retraining decision
+for each policy clause, and each trigger (in process, recorded, Databricks Jobs API on a loopback stub)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+from sklearn.metrics import roc_auc_score
+
+from lakeforge import databricks_jobs, monitoring, scoring, tables
+from lakeforge.config import RetrainingPolicy, Settings
+from lakeforge.errors import LakeforgeError, MissingPredictions, RetrainingFailed
+
+# Label cutoffs fall weekly from 2026-01-22: predictions on these dates get labels.
+LABELLED_DATES = [dt.date(2026, 1, 29), dt.date(2026, 2, 5)]
+
+
+def _with_trigger(settings: Settings, trigger: str, **policy) -> Settings:
+    retraining = settings.env.retraining.model_copy(update={"trigger": trigger})
+    env = settings.env.model_copy(update={"retraining": retraining})
+    monitoring_config = settings.use_case.monitoring.model_copy(
+        update={"retraining": settings.use_case.monitoring.retraining.model_copy(update=policy)}
+    )
+    use_case = settings.use_case.model_copy(update={"monitoring": monitoring_config})
+    return settings.model_copy(update={"env": env, "use_case": use_case})
+
+
+@pytest.fixture(scope="module")
+def monitored(spark, churn_champion):
+    settings = _with_trigger(churn_champion, "record", max_drifted_share=1.0, max_prediction_psi=100.0)
+    for day in LABELLED_DATES:
+        scoring.run(spark, settings, day)
+    return settings, monitoring.run(spark, settings, LABELLED_DATES[-1])
+
+
+def _table(spark, settings: Settings, name: str):
+    return spark.read.table(settings.table("ops", name))
+
+
+def test_drift_rows_cover_every_feature_statistic_and_the_prediction(spark, monitored):
+    settings, result = monitored
+    config, training = settings.use_case.monitoring, settings.use_case.training
+    rows = _table(spark, settings, config.drift_table).where(F.col("scoring_date") == result.scoring_date).collect()
+    expected = {(c, t) for c in [*training.numeric_features, "score"] for t in config.numeric_tests}
+    expected |= {(c, t) for c in training.categorical_features for t in config.categorical_tests}
+    assert {(r.feature, r.statistic) for r in rows} == expected and len(rows) == len(expected)
+    assert {r.kind for r in rows if r.feature == "score"} == {"prediction"}
+    assert all(r.model_version == result.model_version and r.run_id for r in rows)
+    for row in rows:
+        assert row.threshold == config.thresholds[row.statistic]
+        assert row.decides == (row.statistic in (config.numeric_tests[0], config.categorical_tests[0]))
+        assert row.reference_rows > 0 and row.current_rows > 0 and not np.isnan(row.value)
+        assert row.drifted == monitoring.drift.is_drift(row.statistic, row.value, row.threshold)
+    scored = spark.read.table(settings.table("gold", settings.use_case.scoring.table))
+    assert max(r.current_rows for r in rows) == scored.where(F.col("scoring_date") == result.scoring_date).count()
+    share, psi = monitoring.drift_summary(result.drift)
+    assert (share, psi) == (result.drifted_share, result.prediction_psi)
+
+
+def test_report_is_evidently_html_logged_to_mlflow(monitored):
+    settings, result = monitored
+    html = Path(result.report).read_text(encoding="utf-8")
+    assert "Data Drift Summary" in html and "orders_30d" in html and "monthly_fee" in html
+    runs = mlflow.search_runs(filter_string=f"tags.scoring_date = '{result.scoring_date}'", output_format="list")
+    assert runs, "no monitoring run in MLflow"
+    artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "drift")]
+    assert artifacts == [f"drift/drift-{result.scoring_date}-v{result.model_version}.html"]
+
+
+def test_quality_matches_sklearn_on_the_labelled_predictions(spark, monitored):
+    settings, result = monitored
+    labels = settings.use_case.features.labels
+    quality_rows = {
+        r.scoring_date: r for r in _table(spark, settings, settings.use_case.monitoring.quality_table).collect()
+    }
+    assert sorted(quality_rows) == LABELLED_DATES
+    predictions = spark.read.table(settings.table("gold", settings.use_case.scoring.table))
+    label_rows = spark.read.table(settings.table("gold", labels.table))
+    for day in LABELLED_DATES:
+        joined = (
+            predictions.where(F.col("scoring_date") == day)
+            .join(
+                label_rows.where(F.col(labels.timestamp) == F.lit(dt.datetime.combine(day, dt.time()))), "customer_id"
+            )
+            .select("score", "predicted_label", F.col(labels.label).alias("y"))
+            .toPandas()
+        )
+        row = quality_rows[day]
+        assert row.rows == len(joined) > 0 and row.positives == int(joined.y.sum())
+        assert row.auc_roc == pytest.approx(roc_auc_score(joined.y, joined.score), abs=1e-9)
+        true_positive = int(((joined.predicted_label == 1) & (joined.y == 1)).sum())
+        assert row.recall == pytest.approx(true_positive / joined.y.sum())
+        assert row.brier_score == pytest.approx(float(((joined.score - joined.y) ** 2).mean()))
+    assert result.recent_auc == [quality_rows[d].auc_roc for d in LABELLED_DATES]
+
+
+def test_decision_file_and_table_say_why(spark, monitored):
+    settings, result = monitored
+    recorded = json.loads(monitoring.decision_path(settings).read_text())
+    assert recorded["retrain"] is False and recorded["scoring_date"] == str(result.scoring_date)
+    row = _table(spark, settings, settings.use_case.monitoring.decisions_table).collect()[0]
+    assert (row.retrain, row.trigger, row.outcome) == (False, "record", "no retraining needed")
+
+
+def test_missing_predictions_write_nothing(spark, monitored):
+    settings, _ = monitored
+    drift_table = settings.table("ops", settings.use_case.monitoring.drift_table)
+    before = tables.table_version(spark, drift_table)
+    with pytest.raises(MissingPredictions, match="no predictions for 2025-01-01"):
+        monitoring.run(spark, settings, dt.date(2025, 1, 1))
+    assert tables.table_version(spark, drift_table) == before
+
+
+@pytest.mark.parametrize(
+    ("policy", "share", "psi", "aucs", "reason"),
+    [
+        ({"max_drifted_share": 0.3}, 0.5, 0.0, [], "50% of features drifted, above 30%"),
+        ({"max_drifted_share": 0.3}, 0.3, 0.0, [], None),
+        ({"max_prediction_psi": 0.2}, 0.0, 0.25, [], "prediction PSI 0.250 above 0.2"),
+        ({"max_prediction_psi": 0.2}, 0.0, 0.2, [], None),
+        ({"min_auc_roc": 0.7, "auc_windows": 2}, 0.0, 0.0, [0.8, 0.65, 0.6], "AUC-ROC below 0.7 in the last 2"),
+        ({"min_auc_roc": 0.7, "auc_windows": 2}, 0.0, 0.0, [0.6, 0.75, 0.6], None),  # not consecutive
+        ({"min_auc_roc": 0.7, "auc_windows": 2}, 0.0, 0.0, [0.6], None),  # too few windows yet
+        ({}, 1.0, 9.0, [0.1, 0.1], None),  # no clause configured
+    ],
+)
+def test_each_policy_clause(policy, share, psi, aucs, reason):
+    decision = monitoring.decide(RetrainingPolicy(**policy), share, psi, aucs)
+    assert decision.retrain == (reason is not None)
+    assert (reason in decision.reasons[0]) if reason else decision.reasons == []
+
+
+class _JobsStub(BaseHTTPRequestHandler):
+    """Databricks' Jobs API as far as run_now and its waiter use it."""
+
+    requests: list = []
+    result_state = "SUCCESS"
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+    def _reply(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.requests.append(("GET", self.path, self.headers.get("Authorization"), None))
+        if self.path.startswith("/api/2.2/jobs/runs/get"):
+            polls = sum(1 for r in self.requests if r[1].startswith("/api/2.2/jobs/runs/get"))
+            state = {"life_cycle_state": "RUNNING"}
+            if polls > 1:
+                state = {"life_cycle_state": "TERMINATED", "result_state": self.result_state, "state_message": "done"}
+            return self._reply(200, {"run_id": 991, "job_id": 123, "state": state})
+        self._reply(404, {"error_code": "NOT_FOUND", "message": "no such endpoint"})
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append(("POST", self.path, self.headers.get("Authorization"), body))
+        if self.path == "/api/2.2/jobs/run-now":
+            return self._reply(200, {"run_id": 991, "number_in_job": 1})
+        self._reply(404, {"error_code": "NOT_FOUND", "message": "no such endpoint"})
+
+
+@pytest.fixture
+def jobs_api(monkeypatch):
+    _JobsStub.requests = []
+    _JobsStub.result_state = "SUCCESS"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _JobsStub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    for key in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DATABRICKS_HOST", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-test-token")
+    yield _JobsStub
+    server.shutdown()
+
+
+def test_databricks_trigger_calls_run_now_and_waits(spark, monitored, jobs_api, monkeypatch):
+    settings, result = monitored
+    monkeypatch.setenv("LAKEFORGE_TRAINING_JOB_ID", "123")
+    on_databricks = _with_trigger(settings, "databricks")
+    decision = monitoring.RetrainingDecision(True, ["prediction PSI 0.300 above 0.25"])
+    outcome = monitoring.trigger(spark, on_databricks, result.scoring_date, decision, None)
+    assert outcome == "Databricks run 991"
+    posts = [r for r in jobs_api.requests if r[0] == "POST"]
+    assert len(posts) == 1
+    _, path, auth, body = posts[0]
+    assert path == "/api/2.2/jobs/run-now" and auth == "Bearer dapi-test-token"
+    assert body == {
+        "job_id": 123,
+        "job_parameters": {"use_case": "churn", "retraining_reason": "prediction PSI 0.300 above 0.25"},
+        "idempotency_token": f"lakeforge-retrain-churn-{result.scoring_date}",
+    }
+    polls = [r for r in jobs_api.requests if r[1].startswith("/api/2.2/jobs/runs/get")]
+    assert len(polls) == 2 and all("run_id=991" in r[1] for r in polls)
+
+
+def test_a_failed_databricks_run_raises(jobs_api):
+    jobs_api.result_state = "FAILED"
+    with pytest.raises(RetrainingFailed, match="job 123 run 991 ended FAILED: done"):
+        databricks_jobs.run_training_job(123, {}, "token-1")
+
+
+def test_databricks_trigger_without_a_job_id_names_the_variable(spark, monitored, monkeypatch):
+    settings, result = monitored
+    monkeypatch.delenv("LAKEFORGE_TRAINING_JOB_ID", raising=False)
+    decision = monitoring.RetrainingDecision(True, ["x"])
+    with pytest.raises(LakeforgeError, match=r"\$LAKEFORGE_TRAINING_JOB_ID"):
+        monitoring.trigger(spark, _with_trigger(settings, "databricks"), result.scoring_date, decision, None)
+
+
+def test_rerun_that_fires_locally_trains_a_new_version_and_replaces_the_dates_rows(spark, monitored):
+    """Run last among the monitoring tests: it promotes a new champion."""
+    settings, result = monitored
+    drift_table = _table(spark, settings, settings.use_case.monitoring.drift_table)
+    before = drift_table.where(F.col("scoring_date") == result.scoring_date).count()
+    firing = _with_trigger(settings, "local", max_prediction_psi=1e-12)
+    fired = monitoring.run(spark, firing, result.scoring_date)
+    assert drift_table.where(F.col("scoring_date") == result.scoring_date).count() == before
+    assert fired.decision.retrain and "prediction PSI" in fired.decision.reasons[0]
+    assert fired.triggered.startswith("trained version 2 in process")
+    row = (
+        _table(spark, settings, settings.use_case.monitoring.decisions_table)
+        .where(F.col("scoring_date") == result.scoring_date)
+        .collect()
+    )
+    assert len(row) == 1 and row[0].retrain and row[0].outcome == fired.triggered and row[0].reasons
