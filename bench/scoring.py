@@ -1,0 +1,185 @@
+"""Benchmark: batch scoring and drift at scale, each beside its baseline, in one run.
+
+    .venv/bin/python bench/scoring.py --rows 1000000 --score-rows 4000000
+
+Builds the medallion and features on generated data, trains a one-trial champion (untimed), and
+writes the features of every customer as of the newest date, repeated with fresh ids up to
+`--score-rows`, as a Delta table. On that one table and model it times:
+- plain copy: read the table and write it to another Delta table (the floor);
+- native scoring: the Spark ML model's own `transform`, scores written to Delta (what the job does);
+- `mlflow.pyfunc.spark_udf`: the same model through pyfunc in Python workers, written to Delta.
+Then drift, the model's training set against the scored table, every numeric and categorical feature
+and the score, PSI and KS for numeric, Jensen-Shannon and chi-square for categorical:
+- our Spark statistics (`drift.compare`) over the full tables;
+- Evidently 0.7 on pandas (`ValueDrift` with the same tests) over the same rows, in a subprocess
+  so its peak memory (max RSS) is its own, at growing row counts up to `--evidently-max-rows`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+from pyspark.sql import functions as F
+
+from lakeforge import bronze, drift, feature_store, gold, modeling, scoring, silver, training
+from lakeforge.config import Settings, load_environment, load_use_case
+from lakeforge.datagen import BatchSpec, generate_batch
+from lakeforge.session import build_spark
+
+NUMERIC_TESTS, CATEGORICAL_TESTS = ["psi", "ks"], ["jensenshannon", "chisquare"]
+THRESHOLDS = {"psi": 0.2, "ks": 0.05, "jensenshannon": 0.1, "chisquare": 0.05}
+
+EVIDENTLY_SCRIPT = Path(__file__).with_name("evidently_drift.py")
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def jvm_peak_mb(spark, reset: bool = False) -> float:
+    """The driver JVM's peak resident memory (VmHWM); `reset` starts a new peak (Linux clear_refs 5)."""
+    pid = spark._jvm.java.lang.ProcessHandle.current().pid()
+    if reset:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="orders in the history batch")
+    parser.add_argument("--score-rows", type=int, default=4_000_000, help="rows of the table to score")
+    parser.add_argument("--evidently-max-rows", type=int, default=2_000_000, help="largest Evidently run")
+    parser.add_argument("--home", help="working folder (default: a new temporary folder, removed afterwards)")
+    args = parser.parse_args()
+
+    home = Path(args.home or tempfile.mkdtemp(prefix="lakeforge-bench-score-"))
+    os.environ["LAKEFORGE_HOME"] = str(home)
+    env = load_environment("local")
+    use_case = load_use_case("churn")
+    config = use_case.training.model_copy(update={"max_evals": 1})
+    settings = Settings(use_case=use_case.model_copy(update={"training": config}), env=env)
+    spark = build_spark(env, "lakeforge-bench-scoring")
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        generate_batch(spark, settings.use_case, env.path("landing"), BatchSpec(args.rows, 7, 0))
+        for step in (bronze.run, silver.run, gold.run, feature_store.run):
+            step(spark, settings)
+        trained = training.run(spark, settings)
+        training.validate(spark, settings)
+        model_uri = f"models:/{trained.model_name}/{trained.version}"
+        spark.sql("CREATE SCHEMA IF NOT EXISTS bench")
+
+        as_of = scoring.latest_feature_date(spark, settings)
+        features, _ = feature_store.scoring_set(spark, settings, dt.datetime.combine(as_of, dt.time()))
+        customers = features.count()
+        copies = max(1, -(-args.score_rows // customers))
+        repeated = (
+            modeling.model_input(features, config)
+            .crossJoin(spark.range(copies).withColumnRenamed("id", "_copy"))
+            .withColumn("customer_id", F.concat_ws("-", "customer_id", "_copy"))
+            .drop("_copy")
+        )
+        repeated.write.format("delta").mode("overwrite").saveAsTable("bench.scoring_input")
+        table = spark.read.table("bench.scoring_input")
+        rows = table.count()
+
+        def write(df, name: str) -> None:
+            df.write.format("delta").mode("overwrite").saveAsTable(f"bench.{name}")
+
+        copy_seconds = timed(lambda: write(table, "plain_copy"))
+        threshold = config.decision_threshold
+        native = scoring.score_rows(spark, model_uri, table, threshold).select(*table.columns, modeling.SCORE)
+        native_seconds = timed(lambda: write(native, "native_predictions"))
+        inputs = mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
+        predict = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local")
+        with_udf = table.select("customer_id", predict(*[F.col(c) for c in inputs]).alias("prediction"))
+        udf_seconds = timed(lambda: write(with_udf, "udf_predictions"))
+        print(f"rows scored                                {rows:>12,} ({customers:,} customers x {copies})")
+        print(f"plain copy (read + Delta write)            {copy_seconds:>10.1f} s")
+        print(f"native Spark ML transform                  {native_seconds:>10.1f} s")
+        print(f"mlflow.pyfunc.spark_udf                    {udf_seconds:>10.1f} s")
+        print(f"ratio native / plain copy                  {native_seconds / copy_seconds:>12.2f}  (target <= 1.5)")
+        print(f"ratio spark_udf / native                   {udf_seconds / native_seconds:>12.2f}  (target >= 2)")
+
+        data = training.prepare(spark, settings, config)
+        reference_rows = data.train.unionByName(data.validation)
+        numeric, categorical = [*config.numeric_features, modeling.SCORE], list(config.categorical_features)
+        columns = [*numeric, *categorical]
+        reference = scoring.score_rows(spark, model_uri, reference_rows, config.decision_threshold).select(*columns)
+        write(reference, "drift_reference")
+        reference = spark.read.table("bench.drift_reference")
+        current = spark.read.table("bench.native_predictions").select(*columns)
+        jvm_peak_mb(spark, reset=True)
+        drift_seconds = timed(
+            lambda: drift.compare(
+                reference, current, numeric, categorical, NUMERIC_TESTS, CATEGORICAL_TESTS, THRESHOLDS
+            )
+        )
+        print(f"drift reference rows (training set)        {reference.count():>12,}")
+        print(f"drift current rows (scored table)          {rows:>12,}")
+        print(
+            f"drift columns x tests                      {len(numeric)} numeric x 2, {len(categorical)} categorical x 2"
+        )
+        print(
+            f"spark drift.compare over full tables       {drift_seconds:>10.1f} s, "
+            f"driver JVM peak {jvm_peak_mb(spark):,.0f} MB"
+        )
+
+        exported = home / "export"
+        reference.write.mode("overwrite").parquet(str(exported / "reference"))
+        current.limit(args.evidently_max_rows).write.mode("overwrite").parquet(str(exported / "current"))
+        size, last = 250_000, None
+        while size <= args.evidently_max_rows:
+            spec = {
+                "reference": str(exported / "reference"),
+                "current": str(exported / "current"),
+                "rows": size,
+                "numeric": numeric,
+                "categorical": categorical,
+                "numeric_tests": NUMERIC_TESTS,
+                "categorical_tests": CATEGORICAL_TESTS,
+                "thresholds": THRESHOLDS,
+            }
+            done = subprocess.run(
+                [sys.executable, str(EVIDENTLY_SCRIPT), json.dumps(spec)], capture_output=True, text=True, check=False
+            )
+            if done.returncode:
+                print(f"evidently at {size:,} rows per side failed: {done.stderr.strip().splitlines()[-1]}")
+                break
+            measured = json.loads(done.stdout.strip().splitlines()[-1])
+            print(
+                f"evidently pandas, current {size:>9,} rows   {measured['seconds']:>10.1f} s, "
+                f"peak RSS {measured['max_rss_mb']:,.0f} MB"
+            )
+            last = (size, measured)
+            size *= 2
+        if last:
+            same_rows = current.limit(last[0])
+            spark_at_same = timed(
+                lambda: drift.compare(
+                    reference, same_rows, numeric, categorical, NUMERIC_TESTS, CATEGORICAL_TESTS, THRESHOLDS
+                )
+            )
+            print(f"spark drift.compare, current {last[0]:>9,} rows {spark_at_same:>10.1f} s")
+            print(f"ratio evidently / spark at {last[0]:,} rows   {last[1]['seconds'] / spark_at_same:>12.2f}")
+    finally:
+        spark.stop()
+        if not args.home:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
