@@ -158,3 +158,20 @@ def test_identifiers_accepted(name):
 def test_identifiers_rejected(name):
     with pytest.raises(ValueError):
         check_identifier(name)
+
+
+def test_set_overrides_are_typed_and_validated():
+    settings = load_settings(
+        "churn", "databricks", overrides=["env.catalog=main", "use_case.training.max_evals=3", "env.retraining.wait=false"]
+    )
+    assert (settings.env.catalog, settings.use_case.training.max_evals, settings.env.retraining.wait) == (
+        "main",
+        3,
+        False,
+    )
+    with pytest.raises(ConfigError, match=r"local.yml: key 'retraining.trigger': Input should be 'local'"):
+        load_settings("churn", "local", overrides=["env.retraining.trigger=bogus"])
+    with pytest.raises(ConfigError, match="env.KEY=VALUE or use_case.KEY=VALUE"):
+        load_settings("churn", "local", overrides=["catalog=main"])
+    with pytest.raises(ConfigError, match=r"key 'env.catalog; DROP TABLE x'"):
+        load_settings("churn", "local", overrides=["env.catalog; DROP TABLE x"])

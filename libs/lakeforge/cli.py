@@ -142,7 +142,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from lakeforge.session import build_spark, write_spark_defaults
 
-    settings = load_settings(args.use_case, args.env)
+    settings = load_settings(args.use_case, args.env, overrides=args.set)
     spark = build_spark(settings.env, f"lakeforge-{'-'.join(args.steps)}")
     run_steps(spark, settings, args.steps, full=args.full, scoring_date=args.date, training_job_id=args.training_job_id)
     if settings.env.spark.mode == "local":
@@ -231,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="score and monitor: the scoring date (default: the newest feature date; monitor: the newest scored)",
     )
     run.add_argument("--training-job-id", type=int, help="monitor on Databricks: the training job to trigger")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SCOPE.KEY=VALUE",
+        help="override a config value, e.g. env.catalog=main or use_case.training.max_evals=3 (repeatable)",
+    )
     run.add_argument("--full", action="store_true", help="features: recompute every time window, not only new ones")
     run.set_defaults(handler=_cmd_run)
 

@@ -645,22 +645,55 @@ def _parse(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
         raise ConfigError(str(path), key, error["msg"]) from exc
 
 
-def load_use_case(name: str, directory: Path | None = None) -> UseCase:
+def apply_overrides(data: dict[str, Any], overrides: dict[str, str], path: Path) -> dict[str, Any]:
+    """Set dotted keys (`catalog`, `tracking.model_schema`) to YAML-parsed values, as `--set` asks."""
+    for key, raw in overrides.items():
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{path} (--set)", key, f"'{part}' to be a mapping, it is {child!r}")
+            node = child
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} (--set)", key, f"a YAML value ({exc})") from exc
+    return data
+
+
+def split_overrides(pairs: list[str]) -> dict[str, dict[str, str]]:
+    """`["env.catalog=main", "use_case.training.max_evals=3"]` into per-file overrides."""
+    split: dict[str, dict[str, str]] = {"env": {}, "use_case": {}}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        scope, dot, rest = key.partition(".")
+        if not sep or not dot or scope not in split or not rest:
+            raise ConfigError("--set", pair, "env.KEY=VALUE or use_case.KEY=VALUE")
+        split[scope][rest] = value
+    return split
+
+
+def load_use_case(name: str, directory: Path | None = None, overrides: dict[str, str] | None = None) -> UseCase:
     """Load and validate `conf/usecases/<name>.yml`."""
     check_identifier(name)
     path = (directory or conf_dir()) / "usecases" / f"{name}.yml"
-    return _parse(UseCase, _read_yaml(path), path)
+    return _parse(UseCase, apply_overrides(_read_yaml(path), overrides or {}, path), path)
 
 
-def load_environment(name: str, directory: Path | None = None) -> Environment:
+def load_environment(name: str, directory: Path | None = None, overrides: dict[str, str] | None = None) -> Environment:
     """Load and validate `conf/envs/<name>.yml`."""
     check_identifier(name)
     path = (directory or conf_dir()) / "envs" / f"{name}.yml"
-    data = _read_yaml(path)
+    data = apply_overrides(_read_yaml(path), overrides or {}, path)
     data.setdefault("name", name)
     return _parse(Environment, data, path)
 
 
-def load_settings(use_case: str, env: str, directory: Path | None = None) -> Settings:
-    """Load a use case and an environment overlay together."""
-    return Settings(use_case=load_use_case(use_case, directory), env=load_environment(env, directory))
+def load_settings(use_case: str, env: str, directory: Path | None = None, overrides: list[str] = ()) -> Settings:
+    """Load a use case and an environment overlay together, with `--set` overrides applied to each."""
+    split = split_overrides(list(overrides))
+    return Settings(
+        use_case=load_use_case(use_case, directory, split["use_case"]),
+        env=load_environment(env, directory, split["env"]),
+    )
