@@ -161,9 +161,8 @@ def test_identifiers_rejected(name):
 
 
 def test_set_overrides_are_typed_and_validated():
-    settings = load_settings(
-        "churn", "databricks", overrides=["env.catalog=main", "use_case.training.max_evals=3", "env.retraining.wait=false"]
-    )
+    overrides = ["env.catalog=main", "use_case.training.max_evals=3", "env.retraining.wait=false"]
+    settings = load_settings("churn", "databricks", overrides=overrides)
     assert (settings.env.catalog, settings.use_case.training.max_evals, settings.env.retraining.wait) == (
         "main",
         3,
