@@ -22,4 +22,11 @@ extras=""
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install --quiet --disable-pip-version-check -e ".${extras}"
 .venv/bin/python -m lakeforge.session --resolve-jars
+if [ -n "$extras" ]; then
+  # Airflow has pins of its own: it gets its own environment. The DAG runs the jobs with
+  # spark-submit from .venv; pyspark-client (pulled by the Spark provider) must equal pyspark.
+  [ -x .venv-airflow/bin/python ] || "$PYTHON" -m venv .venv-airflow
+  .venv-airflow/bin/pip install --quiet --disable-pip-version-check \
+    "apache-airflow==3.3.2" "apache-airflow-providers-apache-spark==6.3.4" "pyspark-client==4.1.3"
+fi
 echo "lakeforge is installed in .venv"

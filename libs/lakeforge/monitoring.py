@@ -294,6 +294,19 @@ def _record_decision(
     decision_file.write_text(json.dumps({**record, "model_version": result.model_version}, indent=2))
 
 
+def publish_task_value(settings: Settings, decision: RetrainingDecision) -> None:
+    """On Databricks, set the task value `retrain` ("true"/"false"): the bundle's monitor job has a
+    condition task on it that runs the training job."""
+    if settings.env.spark.mode != "databricks":
+        return
+    try:
+        from databricks.sdk.runtime import dbutils
+    except ImportError:
+        log.warning("monitor: no Databricks runtime here, task value 'retrain' not set")
+        return
+    dbutils.jobs.taskValues.set(key="retrain", value=str(decision.retrain).lower())
+
+
 def decision_path(settings: Settings) -> Path:
     """The latest decision as JSON, for schedulers that branch on it without starting Spark (Airflow)."""
     return Path(settings.env.path("reports")) / "monitoring" / settings.use_case.name / "decision.json"
@@ -357,5 +370,6 @@ def run(
             _record_decision(spark, settings, result, f"trigger failed: {exc}", decision_path(settings))
             raise
     _record_decision(spark, settings, result, outcome, decision_path(settings))
+    publish_task_value(settings, decision)
     log.info("monitor: %s drifted share %.2f, prediction PSI %s: %s", scoring_date, share, prediction_psi, outcome)
     return MonitorResult(**{**result.__dict__, "triggered": outcome})

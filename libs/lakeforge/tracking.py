@@ -7,6 +7,7 @@ or `databricks`; `registry_uri: databricks-uc` registers models in Unity Catalog
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -88,3 +89,21 @@ def tag_version(name: str, version: str, tags: dict[str, object]) -> None:
     client = MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
+
+
+def champion_path(settings: Settings) -> Path:
+    """The champion as JSON, for schedulers that branch on it without MLflow (the Airflow DAG)."""
+    return Path(settings.env.path("reports")) / "models" / settings.use_case.name / "champion.json"
+
+
+def export_champion(settings: Settings, name: str) -> None:
+    """Write (or remove) the champion file to match the registry."""
+    champion = version_by_alias(name, CHAMPION)
+    path = champion_path(settings)
+    if champion is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"model_name": name, "version": str(champion.version), "run_id": champion.run_id}, indent=2)
+    )

@@ -325,7 +325,9 @@ def _log_evaluation(model: PipelineModel, predictions: DataFrame) -> None:
 
 def _log_model(model: PipelineModel, data: PreparedData) -> None:
     example = data.test.select(*data.raw_columns).limit(5)
-    signature = infer_signature(example, model.transform(example).select("prediction", "probability"))
+    # Output: the predicted label only. mlflow's pyfunc wrapper of a Spark model returns that column
+    # and fails (UNRESOLVED_COLUMN) when the signature declares a second one such as `probability`.
+    signature = infer_signature(example, model.transform(example).select("prediction"))
     mlflow.spark.log_model(
         model,
         artifact_path="model",
@@ -362,6 +364,7 @@ def validate(spark: SparkSession, settings: Settings) -> GateDecision:
     promoted = not reasons
     if promoted:
         tracking.set_alias(name, tracking.CHAMPION, challenger.version)
+    tracking.export_champion(settings, name)
     tracking.tag_version(
         name,
         challenger.version,
