@@ -29,7 +29,17 @@ setup(
         "databricks-sdk>=0.60",
     ],
     extras_require={
-        "dev": ["pytest>=8", "chispa>=0.10", "ruff>=0.6", "jsonschema>=4.20"],
+        "dev": [
+            "pytest>=8",
+            "chispa>=0.10",
+            "ruff>=0.6",
+            "jsonschema>=4.20",
+            # notebooks: executed by a real kernel in the tests, opened with Jupyter Lab
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+            "jupyterlab>=4.2",
+        ],
     },
     entry_points={"console_scripts": ["lakeforge=lakeforge.cli:main"]},
 )
