@@ -19,8 +19,10 @@ def test_binned_counts_equal_numpy_histogram(spark):
     reference, current = rng.normal(0, 1, 500), rng.normal(0.5, 1.2, 400)
     ref_df = spark.createDataFrame([(float(x),) for x in reference], "x double")
     cur_df = spark.createDataFrame([(float(x),) for x in current], "x double")
-    ranges = drift.numeric_ranges(ref_df, cur_df, ["x"])
-    counts = drift.binned_counts(ref_df, cur_df, ranges)["x"]
+    values = drift.value_counts(ref_df, cur_df, ["x"], [])
+    ranges = drift.numeric_ranges(values, ["x"])
+    assert ranges["x"].count == 900 and ranges["x"].reference_distinct == len(set(reference))
+    counts = drift.binned_counts(values, ranges)["x"]
     edges = np.histogram_bin_edges(np.concatenate([reference, current]), bins="sturges")
     assert counts[0].tolist() == np.histogram(reference, edges)[0].tolist()
     assert counts[1].tolist() == np.histogram(current, edges)[0].tolist()
@@ -42,7 +44,7 @@ def test_ks_equals_scipy_on_large_samples(spark):
     reference, current = rng.normal(0, 1, 12_000).round(3), rng.normal(0.03, 1, 11_000).round(3)
     ref_df = spark.createDataFrame([(float(x),) for x in reference], "x double")
     cur_df = spark.createDataFrame([(float(x),) for x in current], "x double")
-    statistic, n_ref, n_cur = drift.ks_statistics(ref_df, cur_df, ["x"])["x"]
+    statistic, n_ref, n_cur = drift.ks_statistics(drift.value_counts(ref_df, cur_df, ["x"], []), ["x"])["x"]
     expected = ks_2samp(reference, current)
     assert (n_ref, n_cur) == (12_000, 11_000)
     assert statistic == pytest.approx(expected.statistic, abs=1e-12)
@@ -54,7 +56,7 @@ def test_categories_and_chi_square(spark):
 
     ref = spark.createDataFrame([("a",)] * 60 + [("b",)] * 40 + [(None,)] * 5, "plan string")
     cur = spark.createDataFrame([("a",)] * 30 + [("b",)] * 60 + [("c",)] * 10, "plan string")
-    values, ref_counts, cur_counts = drift.category_counts(ref, cur, ["plan"])["plan"]
+    values, ref_counts, cur_counts = drift.category_counts(drift.value_counts(ref, cur, [], ["plan"]), ["plan"])["plan"]
     assert values == ["a", "b", "c"]
     assert ref_counts.tolist() == [60, 40, 0] and cur_counts.tolist() == [30, 60, 10]
     assert drift.chi_square_p_value(ref_counts, cur_counts) == 0.0  # "c" never seen in the reference

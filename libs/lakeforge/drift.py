@@ -1,8 +1,10 @@
-"""Drift statistics over full tables, computed in Spark in a few passes whatever the column count.
+"""Drift statistics over full tables, computed in Spark with one pass over the data whatever the column count.
 
-`compare` reads each side at most four times: value ranges, binned counts, the Kolmogorov-Smirnov
-cumulative counts and the category counts, each one aggregation over every column at once. Only
-the aggregated counts reach the driver, where numpy and scipy turn them into statistics.
+`value_counts` reads both sides once and counts every distinct value of every column per side
+(one explode and one aggregation). Everything else works on that aggregate, which is persisted:
+value ranges and distinct counts, equal-width bin counts, the Kolmogorov-Smirnov cumulative
+counts (one window per column) and category counts. Only counts reach the driver, where numpy and
+scipy turn them into statistics.
 
 Binning follows Evidently 0.7 so verdicts can be cross-checked: a numeric column with more than
 20 distinct reference values is cut into equal-width Sturges bins over reference and current
@@ -19,7 +21,6 @@ import numpy as np
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-SIDE = "_side"
 PSI_EMPTY = 1e-4
 # Evidently bins a numeric column only when the reference has more distinct values than this.
 MAX_DISCRETE_VALUES = 20
@@ -57,60 +58,75 @@ def sturges_bins(rows: int) -> int:
     return int(math.ceil(math.log2(rows)) + 1) if rows > 0 else 1
 
 
-def _tagged(reference: DataFrame, current: DataFrame, columns: list[str]) -> DataFrame:
-    """Both sides stacked, `_ref` 1 on reference rows and 0 on current rows."""
-    return reference.select(*columns, F.lit(1).alias("_ref")).unionByName(
+def value_counts(reference: DataFrame, current: DataFrame, numeric: list[str], categorical: list[str]) -> DataFrame:
+    """One pass over both sides: per column and distinct non-null value, the reference and current counts.
+
+    Rows: `column`, `number` (numeric columns) or `category` (categorical ones), `ref`, `cur`.
+    """
+    columns = [*numeric, *categorical]
+    tagged = reference.select(*columns, F.lit(1).alias("_ref")).unionByName(
         current.select(*columns, F.lit(0).alias("_ref"))
     )
-
-
-def numeric_ranges(reference: DataFrame, current: DataFrame, columns: list[str]) -> dict[str, NumericRange]:
-    """Min, max and non-null count over both sides, and distinct reference values, of every column in one pass.
-
-    Distinct values are counted with HyperLogLog++, exact at the small counts that decide binning.
-    """
-    both = _tagged(reference, current, columns)
-    aggregates = [
-        agg
-        for c in columns
-        for agg in (
-            F.min(c),
-            F.max(c),
-            F.count(c),
-            F.approx_count_distinct(F.when(F.col("_ref") == 1, F.col(c)), 0.01),
-        )
+    no_number, no_category = F.lit(None).cast("double"), F.lit(None).cast("string")
+    cells = [
+        F.struct(F.lit(c).alias("column"), F.col(c).cast("double").alias("number"), no_category.alias("category"))
+        for c in numeric
     ]
-    values = both.agg(*aggregates).first()
-    return {c: NumericRange(*values[4 * i : 4 * i + 4]) for i, c in enumerate(columns)}
-
-
-def binned_counts(
-    reference: DataFrame, current: DataFrame, ranges: dict[str, NumericRange]
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per column, the counts of reference and current rows in equal-width Sturges bins, in one pass."""
-    bins = {c: sturges_bins(r.count) for c, r in ranges.items()}
-    tagged = reference.select(*ranges, F.lit("reference").alias(SIDE)).unionByName(
-        current.select(*ranges, F.lit("current").alias(SIDE))
+    cells += [
+        F.struct(F.lit(c).alias("column"), no_number.alias("number"), F.col(c).cast("string").alias("category"))
+        for c in categorical
+    ]
+    return (
+        tagged.select("_ref", F.explode(F.array(*cells)).alias("cell"))
+        .where(F.col("cell.number").isNotNull() | F.col("cell.category").isNotNull())
+        .groupBy("cell.column", "cell.number", "cell.category")
+        .agg(F.sum("_ref").alias("ref"), F.sum(1 - F.col("_ref")).alias("cur"))
     )
-    cells = []
-    for column, (low, high, _, _) in ranges.items():
-        width = (high - low) / bins[column] if high > low else 1.0
-        # least() skips nulls: without the when(), a missing value would land in the last bin.
-        index = F.when(
-            F.col(column).isNotNull(),
-            F.least(F.floor((F.col(column) - F.lit(low)) / F.lit(width)), F.lit(bins[column] - 1)).cast("int"),
+
+
+def numeric_ranges(counts: DataFrame, columns: list[str]) -> dict[str, NumericRange]:
+    """Min, max and non-null count over both sides, and the exact number of distinct reference values."""
+    rows = (
+        counts.where(F.col("column").isin(columns))
+        .groupBy("column")
+        .agg(
+            F.min("number"),
+            F.max("number"),
+            F.sum(F.col("ref") + F.col("cur")),
+            F.sum((F.col("ref") > 0).cast("long")),
         )
-        cells.append(F.struct(F.lit(column).alias("column"), index.alias("bin")))
-    counts = (
-        tagged.select(SIDE, F.explode(F.array(*cells)).alias("cell"))
-        .where(F.col("cell.bin").isNotNull())
-        .groupBy(SIDE, "cell.column", "cell.bin")
-        .count()
         .collect()
     )
+    found = {r[0]: NumericRange(r[1], r[2], int(r[3]), int(r[4])) for r in rows}
+    return {c: found.get(c, NumericRange(None, None, 0, 0)) for c in columns}
+
+
+def binned_counts(counts: DataFrame, ranges: dict[str, NumericRange]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per column, the reference and current counts in equal-width Sturges bins over both sides together."""
+    bins = {c: sturges_bins(r.count) for c, r in ranges.items()}
+    index = None
+    for column, (low, high, _, _) in ranges.items():
+        if low is None:
+            continue
+        width = (high - low) / bins[column] if high > low else 1.0
+        position = F.least(F.floor((F.col("number") - F.lit(low)) / F.lit(width)), F.lit(bins[column] - 1))
+        index = (
+            F.when(F.col("column") == column, position)
+            if index is None
+            else index.when(F.col("column") == column, position)
+        )
     out = {c: (np.zeros(bins[c]), np.zeros(bins[c])) for c in ranges}
-    for row in counts:
-        out[row["column"]][0 if row[SIDE] == "reference" else 1][row["bin"]] += row["count"]
+    if index is None:
+        return out
+    rows = (
+        counts.where(F.col("column").isin(list(ranges)))
+        .groupBy("column", index.cast("int").alias("bin"))
+        .agg(F.sum("ref").alias("ref"), F.sum("cur").alias("cur"))
+        .collect()
+    )
+    for row in rows:
+        out[row["column"]][0][row["bin"]] += row["ref"]
+        out[row["column"]][1][row["bin"]] += row["cur"]
     return out
 
 
@@ -136,23 +152,14 @@ def jensen_shannon(reference_counts: np.ndarray, current_counts: np.ndarray) -> 
     return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
 
 
-def ks_statistics(reference: DataFrame, current: DataFrame, columns: list[str]) -> dict[str, tuple[float, int, int]]:
-    """Exact two-sample Kolmogorov-Smirnov statistic D per column (with both sample sizes), in one pass.
+def ks_statistics(counts: DataFrame, columns: list[str]) -> dict[str, tuple[float, int, int]]:
+    """Exact two-sample Kolmogorov-Smirnov statistic D per numeric column, with both sample sizes.
 
-    Distinct values are counted per side and the two empirical CDFs are compared at every value,
-    one window partition per column: no collect of raw values, no per-column job.
+    The two empirical CDFs are compared at every distinct value, one window partition per column.
     """
-    tagged = _tagged(reference, current, columns)
-    cells = F.array(*[F.struct(F.lit(c).alias("column"), F.col(c).cast("double").alias("value")) for c in columns])
-    counts = (
-        tagged.select("_ref", F.explode(cells).alias("cell"))
-        .where(F.col("cell.value").isNotNull())
-        .groupBy("cell.column", "cell.value")
-        .agg(F.sum("_ref").alias("ref"), F.sum(1 - F.col("_ref")).alias("cur"))
-    )
-    by_value = Window.partitionBy("column").orderBy("value").rowsBetween(Window.unboundedPreceding, 0)
+    by_value = Window.partitionBy("column").orderBy("number").rowsBetween(Window.unboundedPreceding, 0)
     whole = Window.partitionBy("column")
-    cdfs = counts.select(
+    cdfs = counts.where(F.col("column").isin(columns)).select(
         "column",
         # One side may have no value in a column: try_divide gives null there instead of failing (ANSI).
         F.try_divide(F.sum("ref").over(by_value), F.sum("ref").over(whole)).alias("ref_cdf"),
@@ -174,22 +181,17 @@ def ks_p_value(statistic: float, n_reference: int, n_current: int) -> float:
     return float(min(1.0, kstwo.sf(statistic, effective)))
 
 
-def category_counts(
-    reference: DataFrame, current: DataFrame, columns: list[str]
-) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
-    """Per categorical column, the categories seen on either side and their counts, in one pass."""
-    tagged = _tagged(reference, current, columns)
-    cells = F.array(*[F.struct(F.lit(c).alias("column"), F.col(c).cast("string").alias("value")) for c in columns])
-    rows = (
-        tagged.select("_ref", F.explode(cells).alias("cell"))
-        .where(F.col("cell.value").isNotNull())
-        .groupBy("cell.column", "cell.value")
-        .agg(F.sum("_ref").alias("ref"), F.sum(1 - F.col("_ref")).alias("cur"))
-        .collect()
-    )
-    out: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+def category_counts(counts: DataFrame, columns: list[str]) -> dict[str, tuple[list, np.ndarray, np.ndarray]]:
+    """Per column, every value seen on either side (a category, or a number of a discrete numeric column)
+    and its reference and current counts."""
+    rows = counts.where(F.col("column").isin(columns)).collect()
+    out: dict[str, tuple[list, np.ndarray, np.ndarray]] = {}
     for column in columns:
-        found = sorted((r["value"], r["ref"], r["cur"]) for r in rows if r["column"] == column)
+        found = sorted(
+            (r["category"] if r["category"] is not None else r["number"], r["ref"], r["cur"])
+            for r in rows
+            if r["column"] == column
+        )
         out[column] = (
             [v for v, _, _ in found],
             np.array([r for _, r, _ in found], float),
@@ -234,17 +236,17 @@ def compare(
     A column with values on one side only (a feature that stopped arriving, or a new one) drifts
     with a NaN value: no statistic is defined, and it is the strongest drift there is.
     """
-    ranges = numeric_ranges(reference, current, numeric) if numeric else {}
-    binned = [c for c in numeric if ranges[c].reference_distinct > MAX_DISCRETE_VALUES]
-    discrete = [c for c in numeric if c not in binned]
-    bins = (
-        binned_counts(reference, current, {c: ranges[c] for c in binned})
-        if binned and set(numeric_tests) - {"ks"}
-        else {}
-    )
-    ks = ks_statistics(reference, current, numeric) if numeric and "ks" in numeric_tests else {}
-    counted = categorical + (discrete if set(numeric_tests) - {"ks"} else [])
-    categories = category_counts(reference, current, counted) if counted else {}
+    counts = value_counts(reference, current, numeric, categorical).persist()
+    try:
+        ranges = numeric_ranges(counts, numeric) if numeric else {}
+        binned = [c for c in numeric if ranges[c].reference_distinct > MAX_DISCRETE_VALUES]
+        discrete = [c for c in numeric if c not in binned]
+        bins = binned_counts(counts, {c: ranges[c] for c in binned}) if binned and set(numeric_tests) - {"ks"} else {}
+        ks = ks_statistics(counts, numeric) if numeric and "ks" in numeric_tests else {}
+        counted = categorical + (discrete if set(numeric_tests) - {"ks"} else [])
+        categories = category_counts(counts, counted) if counted else {}
+    finally:
+        counts.unpersist()
     results = []
     for column, tests in [(c, numeric_tests) for c in numeric] + [(c, categorical_tests) for c in categorical]:
         for position, test in enumerate(tests):
