@@ -21,20 +21,16 @@ import argparse
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import mlflow
 from pyspark.sql import functions as F
 
-from lakeforge import bronze, drift, feature_store, gold, modeling, scoring, silver, training
-from lakeforge.config import Settings, load_environment, load_use_case
-from lakeforge.datagen import BatchSpec, generate_batch
-from lakeforge.session import build_spark
+from lakeforge import drift, feature_store, modeling, scoring, training
+from workspace import churn_workspace
 
 NUMERIC_TESTS, CATEGORICAL_TESTS = ["psi", "ks"], ["jensenshannon", "chisquare"]
 THRESHOLDS = {"psi": 0.2, "ks": 0.05, "jensenshannon": 0.1, "chisquare": 0.05}
@@ -65,18 +61,9 @@ def main() -> None:
     parser.add_argument("--home", help="working folder (default: a new temporary folder, removed afterwards)")
     args = parser.parse_args()
 
-    home = Path(args.home or tempfile.mkdtemp(prefix="lakeforge-bench-score-"))
-    os.environ["LAKEFORGE_HOME"] = str(home)
-    env = load_environment("local")
-    use_case = load_use_case("churn")
-    config = use_case.training.model_copy(update={"max_evals": 1})
-    settings = Settings(use_case=use_case.model_copy(update={"training": config}), env=env)
-    spark = build_spark(env, "lakeforge-bench-scoring")
-    spark.sparkContext.setLogLevel("ERROR")
-    try:
-        generate_batch(spark, settings.use_case, env.path("landing"), BatchSpec(args.rows, 7, 0))
-        for step in (bronze.run, silver.run, gold.run, feature_store.run):
-            step(spark, settings)
+    with churn_workspace("score", args.rows, args.home, max_evals=1) as (spark, settings):
+        config = settings.use_case.training
+        home = Path(os.environ["LAKEFORGE_HOME"])
         trained = training.run(spark, settings)
         training.validate(spark, settings)
         model_uri = f"models:/{trained.model_name}/{trained.version}"
@@ -175,10 +162,6 @@ def main() -> None:
             )
             print(f"spark drift.compare, current {last[0]:>9,} rows {spark_at_same:>10.1f} s")
             print(f"ratio evidently / spark at {last[0]:,} rows   {last[1]['seconds'] / spark_at_same:>12.2f}")
-    finally:
-        spark.stop()
-        if not args.home:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

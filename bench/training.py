@@ -12,16 +12,11 @@ Prints trials per minute, wall time and the test AUC of both.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
-from lakeforge import bronze, feature_store, gold, silver, training
-from lakeforge.config import SearchDimension, Settings, SingleNode, load_environment, load_use_case
-from lakeforge.datagen import BatchSpec, generate_batch
-from lakeforge.session import build_spark
+from lakeforge import training
+from lakeforge.config import SearchDimension, Settings, SingleNode
+from workspace import churn_workspace
 
 
 def single_node_settings(settings: Settings, sample_rows: int, evals: int) -> Settings:
@@ -46,16 +41,7 @@ def main() -> None:
     parser.add_argument("--home", help="working folder (default: a new temporary folder, removed afterwards)")
     args = parser.parse_args()
 
-    home = Path(args.home or tempfile.mkdtemp(prefix="lakeforge-bench-train-"))
-    os.environ["LAKEFORGE_HOME"] = str(home)
-    env = load_environment("local")
-    settings = Settings(use_case=load_use_case("churn"), env=env)
-    spark = build_spark(env, "lakeforge-bench-training")
-    spark.sparkContext.setLogLevel("ERROR")
-    try:
-        generate_batch(spark, settings.use_case, env.path("landing"), BatchSpec(args.rows, 7, 0))
-        for step in (bronze.run, silver.run, gold.run, feature_store.run):
-            step(spark, settings)
+    with churn_workspace("train", args.rows, args.home) as (spark, settings):
         config = settings.use_case.training
 
         started = time.perf_counter()
@@ -79,10 +65,6 @@ def main() -> None:
         print(f"single node: trials per minute           {single.trials / single_seconds * 60:>12.2f}")
         print(f"single node: test AUC-ROC (sampled test) {single.test_metrics['auc_roc']:>12.4f}")
         print(f"ratio wall time spark / single node      {spark_seconds / single_seconds:>12.2f}")
-    finally:
-        spark.stop()
-        if not args.home:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
