@@ -14,6 +14,8 @@
 # unprivileged OS user ${LAKEFORGE_PG_OS_USER:-postgres} (created when missing), which owns
 # $LAKEFORGE_HOME/postgres; the folders above it must be searchable by that user (mode o+x).
 set -euo pipefail
+# runuser and useradd live in /usr/sbin, which a minimal PATH (cron, CI with env -i) leaves out.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 # Absolute, without creating it (only `start` creates folders).
 LAKEFORGE_HOME="$(realpath -m "${LAKEFORGE_HOME:-.lakeforge}")"

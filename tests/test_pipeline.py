@@ -14,7 +14,7 @@ from lakeforge.datagen import BatchSpec, generate_batch, read_manifest
 from lakeforge.errors import ValidationFailed
 
 ROWS = 600
-NO_MODELS = {"features": None, "training": None, "scoring": None}  # for use cases cut down to one source
+NO_MODELS = {"features": None, "training": None, "scoring": None, "monitoring": None}  # use cases cut to one source
 
 
 def _landed_lines(settings: Settings, source: str, batches=None) -> list[str]:
