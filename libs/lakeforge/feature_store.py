@@ -364,12 +364,17 @@ def training_set(spark: SparkSession, settings: Settings, versions: dict[str, in
     return TrainingSet(rows, labels.entity, labels.timestamp, labels.label, {labels_table: label_version, **used})
 
 
+def entity_keys(settings: Settings) -> list[str]:
+    """The entity key columns of every feature table together: what a scored row is keyed by."""
+    return sorted({key for table in _features(settings).tables.values() for key in table.entity})
+
+
 def scoring_set(
     spark: SparkSession, settings: Settings, as_of: dt.datetime, versions: dict[str, int] | None = None
 ) -> tuple[DataFrame, dict[str, int]]:
     """Every entity's features as of one instant, through the same lookup as training."""
     features = _features(settings)
-    entity = sorted({key for table in features.tables.values() for key in table.entity})
+    entity = entity_keys(settings)
     entities = tables.read_table(spark, source_table(settings, features.entities)).select(*entity).distinct()
     timestamp = features.labels.timestamp if features.labels else "as_of"
     sources, used = feature_sources(spark, settings, versions)

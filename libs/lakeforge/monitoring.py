@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import mlflow
@@ -123,7 +123,7 @@ def measure_drift(
     reference_rows = data.train.unionByName(data.validation)
     reference = scoring.score_rows(spark, model_uri, reference_rows, training.decision_threshold).select(*columns)
     features, _ = feature_store.scoring_set(spark, settings, dt.datetime.combine(scoring_date, dt.time()))
-    entity = sorted({key for table in settings.use_case.features.tables.values() for key in table.entity})
+    entity = feature_store.entity_keys(settings)
     current = (
         modeling.model_input(features, training)
         .join(current_predictions.select(*entity, PREDICTION_COLUMN, "predicted_label"), entity)
@@ -372,4 +372,4 @@ def run(
     _record_decision(spark, settings, result, outcome, decision_path(settings))
     publish_task_value(settings, decision)
     log.info("monitor: %s drifted share %.2f, prediction PSI %s: %s", scoring_date, share, prediction_psi, outcome)
-    return MonitorResult(**{**result.__dict__, "triggered": outcome})
+    return replace(result, triggered=outcome)

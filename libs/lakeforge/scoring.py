@@ -125,7 +125,7 @@ def run(
     rows = modeling.model_input(features, training)
     model_uri = f"models:/{name}/{champion.version}"
     check_signature(rows, mlflow.models.get_model_info(model_uri).signature)
-    entity = sorted({key for table in settings.use_case.features.tables.values() for key in table.entity})
+    entity = feature_store.entity_keys(settings)
     predictions = score_rows(spark, model_uri, rows, training.decision_threshold).select(
         *entity,
         F.lit(scoring_date).alias(SCORING_DATE),
