@@ -31,6 +31,8 @@ setup(
     extras_require={
         "dev": [
             "pytest>=8",
+            # two workers: the subprocess-heavy tests (Airflow, cluster, notebooks) beside the in-process ones
+            "pytest-xdist>=3.6",
             "chispa>=0.10",
             "ruff>=0.6",
             "jsonschema>=4.20",

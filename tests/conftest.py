@@ -124,6 +124,8 @@ def training_settings():
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = REPO / ".venv-airflow" / "bin" / "airflow"
 DAG_ID = "lakeforge_churn"
+# The DAG and cluster runs test orchestration, not tuning (test_training does): one Hyperopt trial.
+ONE_TRIAL = "use_case.training.max_evals=1"
 
 
 def _run(command: list[str], env: dict[str, str], log: Path) -> None:
@@ -153,7 +155,7 @@ def pipeline_run(tmp_path_factory):
         "LAKEFORGE_HOME": str(home),
         "LAKEFORGE_REPO": str(REPO),
         "LAKEFORGE_PYTHON": sys.executable,
-        "LAKEFORGE_SET": "use_case.monitoring.retraining.max_prediction_psi=1e-9",
+        "LAKEFORGE_SET": f"use_case.monitoring.retraining.max_prediction_psi=1e-9 {ONE_TRIAL}",
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -167,3 +169,12 @@ def pipeline_run(tmp_path_factory):
     with sqlite3.connect(airflow_home / "airflow.db") as db:
         states = dict(db.execute("SELECT task_id, state FROM task_instance WHERE dag_id = ?", (DAG_ID,)).fetchall())
     return home, states, log
+
+
+def pytest_collection_modifyitems(items):
+    """Two xdist groups (`-n 2 --dist loadgroup` in pyproject.toml): the tests on the Airflow run's
+    output (its DAG, the cluster run, the notebooks) mostly wait on their own Spark processes, so they run
+    on one worker while the in-process Spark tests run on the other."""
+    for item in items:
+        group = "pipeline" if "pipeline_run" in item.fixturenames else "in_process"
+        item.add_marker(pytest.mark.xdist_group(group))

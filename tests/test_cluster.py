@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from conftest import ONE_TRIAL
 from lakeforge.session import DELTA_PACKAGE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def cluster_home(pipeline_run, tmp_path_factory):
             "--packages", DELTA_PACKAGE,
             "--conf", f"spark.pyspark.python={sys.executable}",
             str(REPO / "libs" / "lakeforge" / "cli.py"),
-            "run", *STEPS, "--use-case", "churn", "--env", "cluster",
+            "run", *STEPS, "--use-case", "churn", "--env", "cluster", "--set", ONE_TRIAL,
         ]  # fmt: skip
         with log.open("w") as out:
             done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False, timeout=1800)

@@ -220,8 +220,11 @@ def measure_quality(spark: SparkSession, settings: Settings, predictions: DataFr
         predictions, labels, labels_config.entity, labels_config.timestamp, labels_config.label
     )
     measured = quality.model_quality(labelled).withColumn("measured_at", F.current_timestamp())
-    if measured.limit(1).count():
-        tables.upsert(measured, target, WINDOW_KEYS)
+    # One row per scoring date and model version: computing the join once and keeping the result on
+    # the driver is cheaper than joining again for the MERGE.
+    windows = measured.collect()
+    if windows:
+        tables.upsert(spark.createDataFrame(windows, measured.schema), target, WINDOW_KEYS)
     return tables.read_table(spark, target) if tables.table_exists(spark, target) else measured
 
 
