@@ -171,6 +171,7 @@ def pipeline_run(tmp_path_factory):
     return home, states, log
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(items):
     """Two xdist groups (`-n 2 --dist loadgroup` in pyproject.toml): the tests on the Airflow run's
     output (its DAG, the cluster run, the notebooks) mostly wait on their own Spark processes, so they run
