@@ -124,8 +124,9 @@ def training_settings():
 REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = REPO / ".venv-airflow" / "bin" / "airflow"
 DAG_ID = "lakeforge_churn"
-# The DAG and cluster runs test orchestration, not tuning (test_training does): one Hyperopt trial.
-ONE_TRIAL = "use_case.training.max_evals=1"
+# The DAG and cluster runs test orchestration, not tuning (test_training does): one Hyperopt trial, in a
+# range where a strong penalty cannot flatten that one model to a constant score (the gate would refuse it).
+ONE_TRIAL = ["use_case.training.max_evals=1", "use_case.training.search_space.regParam.high=0.01"]
 
 
 def _run(command: list[str], env: dict[str, str], log: Path) -> None:
@@ -155,7 +156,7 @@ def pipeline_run(tmp_path_factory):
         "LAKEFORGE_HOME": str(home),
         "LAKEFORGE_REPO": str(REPO),
         "LAKEFORGE_PYTHON": sys.executable,
-        "LAKEFORGE_SET": f"use_case.monitoring.retraining.max_prediction_psi=1e-9 {ONE_TRIAL}",
+        "LAKEFORGE_SET": " ".join(["use_case.monitoring.retraining.max_prediction_psi=1e-9", *ONE_TRIAL]),
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -51,7 +51,8 @@ def cluster_home(pipeline_run, tmp_path_factory):
             "--packages", DELTA_PACKAGE,
             "--conf", f"spark.pyspark.python={sys.executable}",
             str(REPO / "libs" / "lakeforge" / "cli.py"),
-            "run", *STEPS, "--use-case", "churn", "--env", "cluster", "--set", ONE_TRIAL,
+            "run", *STEPS, "--use-case", "churn", "--env", "cluster",
+            *(arg for pair in ONE_TRIAL for arg in ("--set", pair)),
         ]  # fmt: skip
         with log.open("w") as out:
             done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False, timeout=1800)
