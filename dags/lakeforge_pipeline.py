@@ -11,7 +11,8 @@ Airflow workers need neither Spark nor MLflow.
 
 Settings come from the environment of the Airflow processes:
 LAKEFORGE_REPO (this repository), LAKEFORGE_HOME (the shared data folder), LAKEFORGE_PYTHON (the
-pipeline's interpreter, with pyspark and lakeforge), LAKEFORGE_USE_CASE, LAKEFORGE_ENV, and
+pipeline's interpreter, with pyspark and lakeforge), LAKEFORGE_USE_CASE, LAKEFORGE_ENV, LAKEFORGE_RETRIES
+(retries per task, default 2, five minutes apart), and
 LAKEFORGE_SET: whitespace-separated config overrides passed to every job as `--set`
 (for example `env.catalog=main use_case.monitoring.retraining.max_prediction_psi=0.1`).
 """
@@ -33,6 +34,7 @@ PYTHON = os.environ.get("LAKEFORGE_PYTHON", str(REPO / ".venv" / "bin" / "python
 USE_CASE = os.environ.get("LAKEFORGE_USE_CASE", "churn")
 ENV = os.environ.get("LAKEFORGE_ENV", "cluster")
 OVERRIDES = [arg for pair in os.environ.get("LAKEFORGE_SET", "").split() for arg in ("--set", pair)]
+RETRIES = int(os.environ.get("LAKEFORGE_RETRIES", "2"))
 DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.4.0"
 
 
@@ -75,7 +77,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+    default_args={"retries": RETRIES, "retry_delay": timedelta(minutes=5)},
     tags=["lakeforge"],
 ) as dag:
     ingest, silver, gold, features = (spark_job(step) for step in ("ingest", "silver", "gold", "features"))

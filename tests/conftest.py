@@ -156,6 +156,7 @@ def pipeline_run(tmp_path_factory):
         "LAKEFORGE_HOME": str(home),
         "LAKEFORGE_REPO": str(REPO),
         "LAKEFORGE_PYTHON": sys.executable,
+        "LAKEFORGE_RETRIES": "0",  # a failing task fails the run now, not after two 5-minute retries
         "LAKEFORGE_SET": " ".join(["use_case.monitoring.retraining.max_prediction_psi=1e-9", *ONE_TRIAL]),
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
