@@ -12,15 +12,16 @@ import resource
 import sys
 import time
 
-import pandas as pd
+import pyarrow.dataset as ds
 from evidently import DataDefinition, Dataset, Report
 from evidently.metrics import ValueDrift
 
 
 def main(spec: dict) -> None:
     started = time.perf_counter()
-    reference = pd.read_parquet(spec["reference"]).head(spec["rows"])
-    current = pd.read_parquet(spec["current"]).head(spec["rows"])
+    # Read only the rows asked for, so the peak memory is that of `rows` rows, not of the whole file.
+    reference = ds.dataset(spec["reference"]).head(spec["rows"]).to_pandas()
+    current = ds.dataset(spec["current"]).head(spec["rows"]).to_pandas()
     definition = DataDefinition(numerical_columns=spec["numeric"], categorical_columns=spec["categorical"])
     thresholds = spec["thresholds"]
     metrics = [

@@ -79,6 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="orders in the history batch")
     parser.add_argument("--score-rows", type=int, default=4_000_000, help="rows of the table to score")
+    parser.add_argument("--evidently-min-rows", type=int, default=250_000, help="first Evidently run (then doubled)")
     parser.add_argument("--evidently-max-rows", type=int, default=2_000_000, help="largest Evidently run")
     parser.add_argument("--home", help="working folder (default: a new temporary folder, removed afterwards)")
     args = parser.parse_args()
@@ -150,8 +151,11 @@ def main() -> None:
 
         exported = home / "export"
         reference.write.mode("overwrite").parquet(str(exported / "reference"))
-        current.limit(args.evidently_max_rows).write.mode("overwrite").parquet(str(exported / "current"))
-        size, last = 250_000, None
+        # Larger sizes than the scored table repeat its rows: same distribution, more rows.
+        repeats = -(-args.evidently_max_rows // rows)
+        repeated_current = current.crossJoin(spark.range(repeats)).drop("id").limit(args.evidently_max_rows)
+        repeated_current.write.mode("overwrite").parquet(str(exported / "current"))
+        size, last, failed = args.evidently_min_rows, None, None
         while size <= args.evidently_max_rows:
             spec = {
                 "reference": str(exported / "reference"),
@@ -167,7 +171,9 @@ def main() -> None:
                 [sys.executable, str(EVIDENTLY_SCRIPT), json.dumps(spec)], capture_output=True, text=True, check=False
             )
             if done.returncode:
-                print(f"evidently at {size:,} rows per side failed: {done.stderr.strip().splitlines()[-1]}")
+                reason = (done.stderr.strip().splitlines() or [f"killed by signal {-done.returncode}"])[-1]
+                print(f"evidently pandas, current {size:>9,} rows   failed: {reason}")
+                failed = size
                 break
             measured = json.loads(done.stdout.strip().splitlines()[-1])
             print(
@@ -176,15 +182,26 @@ def main() -> None:
             )
             last = (size, measured)
             size *= 2
-        if last:
-            same_rows = current.limit(last[0])
-            spark_at_same = timed(
-                lambda: drift.compare(
-                    reference, same_rows, numeric, categorical, NUMERIC_TESTS, CATEGORICAL_TESTS, THRESHOLDS
+        exported_current = spark.read.parquet(str(exported / "current"))
+        for size in [s for s in (last and last[0], failed) if s]:
+            jvm_peak_mb(spark, reset=True)
+            spark_seconds = timed(
+                lambda n=size: drift.compare(
+                    reference,
+                    exported_current if n >= args.evidently_max_rows else exported_current.limit(n),
+                    numeric,
+                    categorical,
+                    NUMERIC_TESTS,
+                    CATEGORICAL_TESTS,
+                    THRESHOLDS,
                 )
             )
-            print(f"spark drift.compare, current {last[0]:>9,} rows {spark_at_same:>10.1f} s")
-            print(f"ratio evidently / spark at {last[0]:,} rows   {last[1]['seconds'] / spark_at_same:>12.2f}")
+            print(
+                f"spark drift.compare, current {size:>9,} rows {spark_seconds:>10.1f} s, "
+                f"driver JVM peak {jvm_peak_mb(spark):,.0f} MB"
+            )
+            if last and size == last[0]:
+                print(f"ratio evidently / spark at {size:,} rows   {last[1]['seconds'] / spark_seconds:>12.2f}")
 
 
 if __name__ == "__main__":
