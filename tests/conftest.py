@@ -176,8 +176,8 @@ def pipeline_run(tmp_path_factory):
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(items):
     """Two xdist groups (`-n 2 --dist loadgroup` in pyproject.toml): the tests on the Airflow run's
-    output (its DAG, the cluster run, the notebooks) mostly wait on their own Spark processes, so they run
-    on one worker while the in-process Spark tests run on the other."""
+    output (its DAG, the cluster run, the notebooks) share one session fixture and run their own Spark
+    processes, so they run on one worker while the in-process Spark tests run on the other."""
     for item in items:
         group = "pipeline" if "pipeline_run" in item.fixturenames else "in_process"
         item.add_marker(pytest.mark.xdist_group(group))
