@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from lakeforge import bronze, silver
+from lakeforge import bronze, silver, tables
 from lakeforge.config import Expectation, Source
 from lakeforge.usecases import churn
 from lakeforge.validation import filter_from_index_query
@@ -171,3 +172,20 @@ def test_customer_entity_keeps_customers_without_activity(spark):
     assert (rows["C1"]["lifetime_orders"], rows["C1"]["lifetime_spend"], rows["C1"]["lifetime_tickets"]) == (1, 10.0, 0)
     assert (rows["C2"]["lifetime_orders"], rows["C2"]["lifetime_tickets"]) == (0, 1)
     assert rows["C2"]["cancelled_at"] == dt.datetime(2026, 2, 1) and rows["C1"]["cancelled_at"] is None
+
+
+def test_for_each_table_finishes_every_table_then_raises_the_first_error_in_order():
+    finished = []
+
+    def action(name):
+        if name.startswith("bad"):
+            raise ValueError(name)
+        time.sleep(0.05)
+        finished.append(name)
+        return name.upper()
+
+    assert tables.for_each_table(["a", "b", "c"], action) == {"a": "A", "b": "B", "c": "C"}
+    finished.clear()
+    with pytest.raises(ValueError, match="^bad1$"):
+        tables.for_each_table(["bad1", "a", "bad2", "b", "c", "d"], action)
+    assert sorted(finished) == ["a", "b", "c", "d"]

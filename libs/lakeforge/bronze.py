@@ -121,7 +121,6 @@ def ingest_source(spark: SparkSession, settings: Settings, name: str) -> None:
 
 
 def run(spark: SparkSession, settings: Settings) -> None:
-    """Ingest every source of the use case."""
+    """Ingest every source of the use case, one stream per source, running concurrently."""
     tables.ensure_schema(spark, settings.schema("bronze"))
-    for name in settings.use_case.sources:
-        ingest_source(spark, settings, name)
+    tables.for_each_table(settings.use_case.sources, lambda name: ingest_source(spark, settings, name))

@@ -14,11 +14,15 @@ log = logging.getLogger(__name__)
 
 
 def run(spark: SparkSession, settings: Settings) -> None:
-    """Recompute every gold table from silver; each is replaced in one Delta transaction."""
+    """Recompute every gold table from silver, concurrently; each is replaced in one Delta transaction."""
     tables.ensure_schema(spark, settings.schema("gold"))
-    for name, gold in settings.use_case.gold.items():
-        started = time.monotonic()
-        transform = resolve_callable(gold.transform)
-        inputs = {source: tables.read_table(spark, settings.table("silver", source)) for source in gold.inputs}
-        tables.overwrite(transform(**inputs), settings.table("gold", name))
-        log.info("gold %s: written in %.1fs", name, time.monotonic() - started)
+    tables.for_each_table(settings.use_case.gold, lambda name: build_table(spark, settings, name))
+
+
+def build_table(spark: SparkSession, settings: Settings, name: str) -> None:
+    started = time.monotonic()
+    gold = settings.use_case.gold[name]
+    transform = resolve_callable(gold.transform)
+    inputs = {source: tables.read_table(spark, settings.table("silver", source)) for source in gold.inputs}
+    tables.overwrite(transform(**inputs), settings.table("gold", name))
+    log.info("gold %s: written in %.1fs", name, time.monotonic() - started)

@@ -213,10 +213,11 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
 
 
 def run(spark: SparkSession, settings: Settings, validate: bool = True) -> dict[str, SilverCounts | None]:
-    """Refine every source; write Data Docs for the validations of this run."""
+    """Refine every source (concurrently, each in its own transactions); write Data Docs for this run's validations."""
     tables.ensure_schema(spark, settings.schema("silver"))
     tables.ensure_schema(spark, settings.schema("ops"))
-    counts = {name: refine_source(spark, settings, name, validate) for name in settings.use_case.sources}
+    sources = settings.use_case.sources
+    counts = tables.for_each_table(sources, lambda name: refine_source(spark, settings, name, validate))
     if validate:
         index = validation.build_data_docs(settings.env.path("gx_project"), settings.env.path("data_docs"))
         log.info("silver: Data Docs at %s", index)

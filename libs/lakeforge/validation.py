@@ -13,6 +13,7 @@ import ast
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,8 @@ from lakeforge.config import Expectation
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 log = logging.getLogger(__name__)
+# The GX file context keeps suites and definitions in one project folder: one validation at a time.
+_GX_LOCK = threading.Lock()
 
 RESULT_SCHEMA = (
     "run_id string, table_name string, expectation string, action string, success boolean, "
@@ -149,7 +152,14 @@ def _context(project_dir: str, docs_dir: str):
 def validate(
     df: DataFrame, expectations: list[Expectation], table: str, project_dir: str, docs_dir: str, key: list[str]
 ) -> ValidationOutcome:
-    """Run the expectations on `df` with GX, store the result and rebuild the Data Docs site."""
+    """Run the expectations on `df` with GX and store the result (one call at a time per process)."""
+    with _GX_LOCK:
+        return _validate(df, expectations, table, project_dir, docs_dir, key)
+
+
+def _validate(
+    df: DataFrame, expectations: list[Expectation], table: str, project_dir: str, docs_dir: str, key: list[str]
+) -> ValidationOutcome:
     import great_expectations as gx
 
     context = _context(project_dir, docs_dir)
