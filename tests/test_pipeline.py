@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from lakeforge import bronze, gold, silver, tables
 from lakeforge.config import Expectation, Settings, load_use_case
 from lakeforge.datagen import BatchSpec, generate_batch, read_manifest
-from lakeforge.errors import ValidationFailed
+from lakeforge.errors import AccountingMismatch, ValidationFailed
 
 ROWS = 600
 NO_MODELS = {"features": None, "training": None, "scoring": None, "monitoring": None}  # use cases cut to one source
@@ -227,3 +227,24 @@ def test_csv_header_change_stops_ingestion_and_writes_nothing(spark, tmp_path, e
         bronze.run(spark, settings)
     table = settings.table("bronze", "cancellations")
     assert not tables.table_exists(spark, table) or spark.read.table(table).count() == 0
+
+
+def test_dedup_keeping_other_than_one_row_per_key_fails_before_writing(spark, tmp_path, environment_for, monkeypatch):
+    use_case = load_use_case("churn")
+    use_case = use_case.model_copy(update={"sources": {"orders": use_case.sources["orders"]}, "gold": {}, **NO_MODELS})
+    settings = Settings(use_case=use_case, env=environment_for(tmp_path, "accounting"))
+    generate_batch(spark, load_use_case("churn"), settings.env.path("landing"), BatchSpec(ROWS, 11, 0))
+    bronze.run(spark, settings)
+    # A dedup that keeps every row: the MERGE would receive the duplicates too.
+    monkeypatch.setattr(
+        silver, "latest_per_key", lambda rows, keys, event_time: rows.withColumn("_duplicate", F.lit(False))
+    )
+    with pytest.raises(AccountingMismatch, match=r"kept as latest per key, but \d+ distinct keys; nothing was written"):
+        silver.run(spark, settings, validate=False)
+    for layer, name in [("silver", "orders"), ("silver", "orders_quarantine"), ("ops", "run_audit")]:
+        assert not tables.table_exists(spark, settings.table(layer, name))
+    monkeypatch.undo()
+    counts = silver.run(spark, settings, validate=False)["orders"]
+    assert counts.duplicates_collapsed > 0
+    silver_rows = spark.read.table(settings.table("silver", "orders"))
+    assert silver_rows.count() == silver_rows.select("order_id").distinct().count() == counts.rows_merged

@@ -114,15 +114,14 @@ def test_expectation_failures_only_tag_typed_rows(spark):
     assert_df_equality(tagged, expected, ignore_row_order=True)
 
 
-def test_counts_add_up(spark):
-    flagged = spark.createDataFrame(
-        [(["x"], False), ([], False), ([], True), ([], True), (["y"], True)],
-        f"{silver.REASONS} array<string>, _duplicate boolean",
+def test_counts_take_one_row_per_key_and_count_the_rest_as_duplicates(spark):
+    rows = [("k1", ["x"]), ("k1", []), ("k2", []), ("k2", []), ("k2", []), (None, []), (None, []), ("k3", ["y"])]
+    tagged = spark.createDataFrame(
+        [(key, i, dt.datetime(2026, 1, 1), f"r{i}", reasons) for i, (key, reasons) in enumerate(rows)],
+        f"key string, t int, _ingested_at timestamp, _record_id string, {silver.REASONS} array<string>",
     )
-    counts = silver.count_outcomes(flagged)
-    assert counts == silver.SilverCounts(rows_read=5, rows_merged=1, rows_quarantined=2, duplicates_collapsed=2)
-    assert counts.balanced()
-    assert not silver.SilverCounts(5, 1, 1, 1).balanced()
+    counts = silver.count_outcomes(tagged, ["key"], "t")
+    assert counts == silver.SilverCounts(rows_read=8, rows_merged=3, rows_quarantined=2, duplicates_collapsed=3)
 
 
 @pytest.mark.parametrize(

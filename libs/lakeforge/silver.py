@@ -3,7 +3,8 @@
 Each run reads what bronze appended since the last silver run (Delta change data feed), types it,
 validates it with Great Expectations, sends failing rows to `<table>_quarantine` with the names of
 what they failed, collapses duplicates (latest record per key wins by event time) and MERGEs the
-rest. Rows read = rows merged + rows quarantined + duplicates collapsed, or the run fails.
+rest. Rows read = rows merged + rows quarantined + duplicates collapsed, and the rows kept by the
+dedup must be exactly one per distinct key (counted separately), or the run fails before writing.
 """
 
 from __future__ import annotations
@@ -37,9 +38,6 @@ class SilverCounts:
     rows_merged: int
     rows_quarantined: int
     duplicates_collapsed: int
-
-    def balanced(self) -> bool:
-        return self.rows_read == self.rows_merged + self.rows_quarantined + self.duplicates_collapsed
 
 
 def type_columns(bronze_rows: DataFrame, source: Source) -> DataFrame:
@@ -92,16 +90,18 @@ def latest_per_key(rows: DataFrame, keys: list[str], event_time: str) -> DataFra
     return rows.withColumn("_duplicate", F.row_number().over(order) > 1)
 
 
-def quarantine_rows(flagged: DataFrame, run_id: str) -> DataFrame:
+def quarantine_rows(tagged: DataFrame, run_id: str) -> DataFrame:
     """Rows that failed, as they arrived (strings), with their reasons and the run that caught them."""
-    return flagged.where(F.size(REASONS) > 0).select(
+    return tagged.where(F.size(REASONS) > 0).select(
         "_raw.*", CORRUPT, REASONS, "_record_id", "_source_file", "_ingested_at", F.lit(run_id).alias("_run_id")
     )
 
 
-def silver_rows(flagged: DataFrame) -> DataFrame:
-    """Rows that passed, one per key, without bookkeeping columns other than lineage."""
-    return flagged.where((F.size(REASONS) == 0) & ~F.col("_duplicate")).drop(REASONS, CORRUPT, "_duplicate", "_raw")
+def silver_rows(tagged: DataFrame, keys: list[str], event_time: str) -> DataFrame:
+    """Rows that passed, one per key (the latest), without bookkeeping columns other than lineage."""
+    passed = tagged.where(F.size(REASONS) == 0)
+    latest = latest_per_key(passed, keys, event_time)
+    return latest.where(~F.col("_duplicate")).drop(REASONS, CORRUPT, "_duplicate", "_raw")
 
 
 def count_reasons(quarantine: DataFrame) -> dict[str, int]:
@@ -122,20 +122,24 @@ def _last_processed_version(spark: SparkSession, audit: str, bronze: str) -> int
     return -1 if row[0] is None else int(row[0])
 
 
-def count_outcomes(flagged: DataFrame) -> SilverCounts:
-    """Count read, quarantined, collapsed and merged rows in one pass."""
-    bad = F.size(REASONS) > 0
-    row = flagged.agg(
-        F.count("*").alias("read"),
-        F.sum(bad.cast("int")).alias("quarantined"),
-        F.sum((~bad & F.col("_duplicate")).cast("int")).alias("collapsed"),
-        F.sum((~bad & ~F.col("_duplicate")).cast("int")).alias("merged"),
-    ).first()
+def count_outcomes(tagged: DataFrame, keys: list[str], event_time: str) -> SilverCounts:
+    """Count what a run will do, and check the dedup keeps exactly one row per distinct key.
+
+    Three small aggregates over the cached batch; the distinct keys are counted by a grouping of
+    their own, independently of the window that picks the latest row per key.
+    """
+    passed = F.size(REASONS) == 0
+    read, quarantined = tagged.agg(F.count("*"), F.count_if(~passed)).first()
+    latest = latest_per_key(tagged.where(passed), keys, event_time)
+    passing, kept = latest.agg(F.count("*"), F.count_if(~F.col("_duplicate"))).first()
+    distinct_keys = tagged.where(passed).groupBy(*keys).count().count()
+    if kept != distinct_keys or read != quarantined + passing:
+        raise AccountingMismatch(
+            f"{read} rows read, {quarantined} quarantined, {passing} passing of which {kept} kept as latest per key, "
+            f"but {distinct_keys} distinct keys"
+        )
     return SilverCounts(
-        rows_read=row["read"],
-        rows_merged=row["merged"] or 0,
-        rows_quarantined=row["quarantined"] or 0,
-        duplicates_collapsed=row["collapsed"] or 0,
+        rows_read=read, rows_merged=kept, rows_quarantined=quarantined, duplicates_collapsed=passing - kept
     )
 
 
@@ -143,7 +147,6 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
     """Bring one silver table up to date with its bronze table. Returns None when there was nothing new."""
     source = settings.use_case.sources[name]
     bronze = settings.table("bronze", name)
-    target = settings.table("silver", name)
     audit = settings.table("ops", AUDIT_TABLE)
     start = _last_processed_version(spark, audit, bronze) + 1
     end = tables.table_version(spark, bronze)
@@ -152,11 +155,33 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
         return None
     started = time.monotonic()
     run_id = f"silver:{name}:{start}-{end}:{uuid.uuid4().hex[:8]}"
-    typed = type_columns(tables.read_appended_rows(spark, bronze, start, end), source)
+    # Typed once and kept: GX reads the batch once per metric group, then the counts, the quarantine
+    # and the MERGE read it again.
+    typed = type_columns(tables.read_appended_rows(spark, bronze, start, end), source).persist()
+    try:
+        counts = _refine(spark, settings, name, typed, run_id, validate, start, end)
+    finally:
+        typed.unpersist()
+    log.info("silver %s: %s in %.1fs", name, counts, time.monotonic() - started)
+    return counts
+
+
+def _refine(
+    spark: SparkSession,
+    settings: Settings,
+    name: str,
+    typed: DataFrame,
+    run_id: str,
+    validate: bool,
+    start: int,
+    end: int,
+) -> SilverCounts:
+    source = settings.use_case.sources[name]
+    bronze = settings.table("bronze", name)
+    target = settings.table("silver", name)
+    audit = settings.table("ops", AUDIT_TABLE)
     outcome = None
     if validate:
-        # GX reads the batch once per metric group: type it once, keep it until the rows are flagged.
-        typed = typed.persist()
         outcome = validation.validate(
             typed.where(F.size(REASONS) == 0),
             source.expectations,
@@ -166,19 +191,18 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
             source.key,
         )
     quarantine_conditions = outcome.quarantine_conditions() if outcome else {}
-    flagged = latest_per_key(add_expectation_failures(typed, quarantine_conditions), source.key, source.event_time)
-    flagged = flagged.persist()
-    counts = count_outcomes(flagged)
-    typed.unpersist()
-    if not counts.balanced():
-        raise AccountingMismatch(f"silver {name}: {counts} does not add up; nothing was written")
+    tagged = add_expectation_failures(typed, quarantine_conditions)
+    try:
+        counts = count_outcomes(tagged, source.key, source.event_time)
+    except AccountingMismatch as exc:
+        raise AccountingMismatch(f"silver {name}: {exc}; nothing was written") from exc
     if outcome and outcome.failed_fail_expectations():
         failed = ", ".join(outcome.failed_fail_expectations())
         raise ValidationFailed(
             f"silver {name}: expectations with action 'fail' did not hold: {failed}; nothing was written"
         )
-    tables.insert_new(quarantine_rows(flagged, run_id), settings.table("silver", f"{name}_quarantine"), "_record_id")
-    tables.merge_latest(silver_rows(flagged), target, source.key, source.event_time)
+    tables.insert_new(quarantine_rows(tagged, run_id), settings.table("silver", f"{name}_quarantine"), "_record_id")
+    tables.merge_latest(silver_rows(tagged, source.key, source.event_time), target, source.key, source.event_time)
     if outcome:
         tables.append_idempotent(
             outcome.to_rows(spark, run_id),
@@ -207,8 +231,6 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
         "duplicates_collapsed long, validated boolean",
     ).withColumn("finished_at", F.current_timestamp())
     tables.append_idempotent(audit_row, audit, app_id=f"audit:{target}", version=end)
-    flagged.unpersist()
-    log.info("silver %s: %s in %.1fs", name, counts, time.monotonic() - started)
     return counts
 
 
