@@ -26,6 +26,9 @@ LOCAL_DEFAULTS = {
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.session.timeZone": "UTC",
     "spark.driver.memory": "6g",
+    # Cached batches (silver keeps each typed batch for GX and its writes) are built 1.7x faster
+    # uncompressed (1M orders: 3.3 s against 5.5 s); they spill to disk when memory runs short.
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
 
 
