@@ -132,6 +132,14 @@ def test_config_errors_name_file_key_and_expectation(tmp_path, mutate, key, mess
     assert message in error.value.expected
 
 
+def test_steps_that_never_validate_load_without_building_expectations(tmp_path):
+    directory = _write_use_case(tmp_path, _unknown_expectation)
+    use_case = load_use_case("churn", directory, check_expectations=False)
+    assert use_case.sources["orders"].expectations[0].type == "expect_column_values_to_be_purple"
+    with pytest.raises(ConfigError, match="not a Great Expectations expectation"):
+        load_use_case("churn", directory)
+
+
 def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_environment("nowhere", tmp_path)

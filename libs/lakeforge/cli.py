@@ -130,7 +130,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from lakeforge.datagen import BatchSpec, generate_batch
     from lakeforge.session import build_spark
 
-    use_case = load_use_case(args.use_case)
+    use_case = load_use_case(args.use_case, check_expectations=False)
     env = load_environment(args.env)
     spark = build_spark(env, "lakeforge-generate")
     for batch in range(args.batch, args.batch + args.batches):
@@ -142,7 +142,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 def _cmd_run(args: argparse.Namespace) -> None:
     from lakeforge.session import build_spark, write_spark_defaults
 
-    settings = load_settings(args.use_case, args.env, overrides=args.set)
+    validates = bool({"silver", "all"} & set(args.steps))
+    settings = load_settings(args.use_case, args.env, overrides=args.set, check_expectations=validates)
     spark = build_spark(settings.env, f"lakeforge-{'-'.join(args.steps)}")
     run_steps(spark, settings, args.steps, full=args.full, scoring_date=args.date, training_job_id=args.training_job_id)
     if settings.env.spark.mode == "local":
@@ -162,7 +163,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
     from lakeforge import feature_store
     from lakeforge.session import build_spark
 
-    settings = load_settings(args.use_case, args.env)
+    settings = load_settings(args.use_case, args.env, check_expectations=False)
     spark = build_spark(settings.env, "lakeforge-features")
     if args.action == "list":
         rows = [
@@ -188,7 +189,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     from lakeforge import training
     from lakeforge.session import build_spark
 
-    settings = load_settings(args.use_case, args.env)
+    settings = load_settings(args.use_case, args.env, check_expectations=False)
     spark = build_spark(settings.env, "lakeforge-reproduce")
     comparison = training.reproduce(spark, settings, args.run_id)
     rows = [

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lakeforge.errors import ConfigError
 
@@ -86,10 +86,12 @@ class Expectation(_Strict):
         return None if value is None else check_identifier(value)
 
     @model_validator(mode="after")
-    def _known_to_great_expectations(self) -> Expectation:
-        from lakeforge.validation import build_expectation
+    def _known_to_great_expectations(self, info: ValidationInfo) -> Expectation:
+        # Building the GX object imports GX (7 s of CPU): loaders of steps that never validate skip it.
+        if (info.context or {}).get("check_expectations", True):
+            from lakeforge.validation import build_expectation
 
-        build_expectation(self)
+            build_expectation(self)
         return self
 
     @property
@@ -636,9 +638,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _parse(model: type[BaseModel], data: dict[str, Any], path: Path) -> Any:
+def _parse(model: type[BaseModel], data: dict[str, Any], path: Path, context: dict[str, Any] | None = None) -> Any:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"]) or "<root>"
@@ -674,11 +676,21 @@ def split_overrides(pairs: list[str]) -> dict[str, dict[str, str]]:
     return split
 
 
-def load_use_case(name: str, directory: Path | None = None, overrides: dict[str, str] | None = None) -> UseCase:
-    """Load and validate `conf/usecases/<name>.yml`."""
+def load_use_case(
+    name: str,
+    directory: Path | None = None,
+    overrides: dict[str, str] | None = None,
+    check_expectations: bool = True,
+) -> UseCase:
+    """Load and validate `conf/usecases/<name>.yml`.
+
+    `check_expectations=False` skips building each expectation with Great Expectations (which
+    imports it): for the steps that never validate. Everything else is validated either way.
+    """
     check_identifier(name)
     path = (directory or conf_dir()) / "usecases" / f"{name}.yml"
-    return _parse(UseCase, apply_overrides(_read_yaml(path), overrides or {}, path), path)
+    data = apply_overrides(_read_yaml(path), overrides or {}, path)
+    return _parse(UseCase, data, path, {"check_expectations": check_expectations})
 
 
 def load_environment(name: str, directory: Path | None = None, overrides: dict[str, str] | None = None) -> Environment:
@@ -690,10 +702,16 @@ def load_environment(name: str, directory: Path | None = None, overrides: dict[s
     return _parse(Environment, data, path)
 
 
-def load_settings(use_case: str, env: str, directory: Path | None = None, overrides: list[str] = ()) -> Settings:
+def load_settings(
+    use_case: str,
+    env: str,
+    directory: Path | None = None,
+    overrides: list[str] = (),
+    check_expectations: bool = True,
+) -> Settings:
     """Load a use case and an environment overlay together, with `--set` overrides applied to each."""
     split = split_overrides(list(overrides))
     return Settings(
-        use_case=load_use_case(use_case, directory, split["use_case"]),
+        use_case=load_use_case(use_case, directory, split["use_case"], check_expectations),
         env=load_environment(env, directory, split["env"]),
     )
