@@ -3,13 +3,12 @@
     .venv/bin/python bench/scoring.py --rows 1000000 --score-rows 4000000
 
 Builds the medallion and features on generated data, trains a one-trial champion (untimed), and
-writes the features of every customer as of the newest date, repeated with fresh ids up to
+writes the features of every customer as of the newest date (text as the TF-IDF vectors the
+feature table stores), repeated with fresh ids up to
 `--score-rows`, as a Delta table. On that one table and model it times:
 - plain copy: read the table and write it to another Delta table (the floor);
 - native scoring: the Spark ML model's own `transform`, scores written to Delta (what the job does);
 - `mlflow.pyfunc.spark_udf`: the same model through pyfunc in Python workers, written to Delta.
-Then the model without its first stage (the fitted text pipeline) on the same rows with their TF-IDF
-vectors computed beforehand, against a copy of that table: what scoring costs once text is vectorized.
 Then drift, the model's training set against the scored table, every numeric and categorical feature
 and the score, PSI and KS for numeric, Jensen-Shannon and chi-square for categorical:
 - our Spark statistics (`drift.compare`) over the full tables;
@@ -29,7 +28,6 @@ import time
 from pathlib import Path
 
 import mlflow
-from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 
 from lakeforge import drift, feature_store, modeling, scoring, training
@@ -54,25 +52,6 @@ def jvm_peak_mb(spark, reset: bool = False) -> float:
         Path(f"/proc/{pid}/clear_refs").write_text("5")
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
-
-
-def text_vectors_precomputed(spark, model_uri: str, table, write) -> None:
-    """Where native scoring spends its time: the model's first stage is the fitted text pipeline (tokenize,
-    stop words, stem, n-grams, hashing, IDF) run on every row. Time the rest of the model on a table whose
-    TF-IDF vectors were computed beforehand (untimed), against a plain copy of that same table."""
-    stages = mlflow.spark.load_model(model_uri).stages
-    if not isinstance(stages[0], PipelineModel):
-        return
-    text_stage, rest = stages[0], PipelineModel(stages[1:])
-    vector = text_stage.stages[-1].getOutputCol()
-    write(text_stage.transform(table).select(*table.columns, vector), "scoring_input_vectors")
-    vectors = spark.read.table("bench.scoring_input_vectors")
-    copy_seconds = timed(lambda: write(vectors, "plain_copy_vectors"))
-    scored = modeling.with_score(rest.transform(vectors)).select(*vectors.columns, modeling.SCORE)
-    native_seconds = timed(lambda: write(scored, "native_predictions_vectors"))
-    print(f"with TF-IDF vectors precomputed: plain copy {copy_seconds:>10.1f} s")
-    print(f"with TF-IDF vectors precomputed: native     {native_seconds:>10.1f} s")
-    print(f"ratio native / plain copy, vectors ready   {native_seconds / copy_seconds:>12.2f}  (target <= 1.5)")
 
 
 def main() -> None:
@@ -115,7 +94,9 @@ def main() -> None:
         native_seconds = timed(lambda: write(native, "native_predictions"))
         inputs = mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
         predict = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local")
-        with_udf = table.select("customer_id", predict(*[F.col(c) for c in inputs]).alias("prediction"))
+        text_size = settings.use_case.features.tables[config.text_feature_table].text.num_features
+        udf_inputs = [modeling.plain_column(table, c, text_size) for c in inputs]
+        with_udf = table.select("customer_id", predict(*udf_inputs).alias("prediction"))
         udf_seconds = timed(lambda: write(with_udf, "udf_predictions"))
         print(f"rows scored                                {rows:>12,} ({customers:,} customers x {copies})")
         print(f"plain copy (read + Delta write)            {copy_seconds:>10.1f} s")
@@ -123,7 +104,6 @@ def main() -> None:
         print(f"mlflow.pyfunc.spark_udf                    {udf_seconds:>10.1f} s")
         print(f"ratio native / plain copy                  {native_seconds / copy_seconds:>12.2f}  (target <= 1.5)")
         print(f"ratio spark_udf / native                   {udf_seconds / native_seconds:>12.2f}  (target >= 2)")
-        text_vectors_precomputed(spark, model_uri, table, write)
 
         data = training.prepare(spark, settings, config)
         reference_rows = data.train.unionByName(data.validation)

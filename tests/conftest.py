@@ -125,8 +125,13 @@ REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = REPO / ".venv-airflow" / "bin" / "airflow"
 DAG_ID = "lakeforge_churn"
 # The DAG and cluster runs test orchestration, not tuning (test_training does): one Hyperopt trial, in a
-# range where a strong penalty cannot flatten that one model to a constant score (the gate would refuse it).
-ONE_TRIAL = ["use_case.training.max_evals=1", "use_case.training.search_space.regParam.high=0.01"]
+# range where a strong penalty cannot flatten that one model to a constant score (the gate would refuse it),
+# of at most 10 iterations (AUC 0.916 on their data against 0.925 with 50, in about 70 s instead of 120 s).
+ONE_TRIAL = [
+    "use_case.training.max_evals=1",
+    "use_case.training.search_space.regParam.high=0.01",
+    "use_case.training.fixed_params.maxIter=10",
+]
 
 
 def _run(command: list[str], env: dict[str, str], log: Path) -> None:

@@ -7,14 +7,17 @@ import json
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 
-from lakeforge import bronze, feature_store, gold, silver, tables
+from lakeforge import bronze, feature_store, gold, modeling, silver, tables
 from lakeforge.config import Settings
 from lakeforge.datagen import BatchSpec, generate_batch
 from lakeforge.errors import FeatureDefinitionError, TableNotFound
 from lakeforge.feature_store import FeatureTableStatus
 from lakeforge.provenance import code_version
+from lakeforge.text import vectorize
+from lakeforge.usecases.churn import ticket_text
 
 ROWS = 1500  # as the shared churn_features fixture
 
@@ -81,6 +84,20 @@ def test_feature_values_match_silver_for_one_customer(spark, churn):
     assert row.spend_30d == pytest.approx(counted)
 
 
+def test_text_table_stores_the_saved_pipelines_vectors_of_the_trailing_text(spark, churn):
+    spec = churn.use_case.features.tables["ticket_text"].text
+    stored = spark.read.table(churn.table("features", "ticket_text"))
+    assert stored.columns == ["customer_id", "feature_ts", "ticket_text_30d_tfidf"]  # vectors, not the text
+    tickets = spark.read.table(churn.table("silver", "tickets"))
+    text = ticket_text(tickets, window_days=30)
+    pipeline = PipelineModel.load(feature_store.status(spark, churn, "ticket_text").properties["text_pipeline"])
+    expected = vectorize(pipeline, text, spec)
+    assert_df_equality(stored, expected.select(*stored.columns), ignore_row_order=True, ignore_nullable=True)
+    vectors = [row.ticket_text_30d_tfidf for row in stored.collect()]
+    assert {v.size for v in vectors} == {spec.num_features}
+    assert all(v.numNonzeros() > 0 for v in vectors)  # every stored day has ticket words
+
+
 def test_rerun_is_idempotent_and_reuses_the_text_pipeline(spark, churn):
     names = list(churn.use_case.features.tables)
     before = {n: _rows(spark, churn.table("features", n)) for n in names}
@@ -102,6 +119,9 @@ def test_incremental_refresh_of_a_new_day_equals_a_full_recompute(spark, churn):
         incremental = spark.read.table(churn.table("features", name))
         inputs = {ref.split(".")[1]: spark.read.table(churn.table(*ref.split("."))) for ref in table.sources}
         recomputed = feature_store.compute_feature_rows(inputs, name, table)
+        if table.text:  # the incremental run applied the pipeline the first run fitted
+            pipeline = feature_store.text_pipeline_path(spark, churn, name)
+            recomputed = vectorize(PipelineModel.load(pipeline), recomputed, table.text)
         if table.time_columns:
             assert _differences(incremental, recomputed) == ([], [])
         else:
@@ -112,7 +132,8 @@ def test_incremental_refresh_of_a_new_day_equals_a_full_recompute(spark, churn):
 
 
 def _differences(left, right, limit=3):
-    """Rows only in `left` and rows only in `right` (a few of each)."""
+    """Rows only in `left` and rows only in `right` (a few of each); vectors compared as arrays."""
+    left, right = modeling.vectors_as_arrays(left), modeling.vectors_as_arrays(right)
     return (
         [tuple(r) for r in left.exceptAll(right).limit(limit).collect()],
         [tuple(r) for r in right.exceptAll(left).limit(limit).collect()],
@@ -135,7 +156,7 @@ def test_training_set_is_rebuilt_exactly_from_its_versions(spark, churn):
 
 def test_training_and_scoring_paths_agree_for_an_entity_at_a_time(spark, churn):
     training = feature_store.training_set(spark, churn)
-    sample = training.rows.where(F.col("ticket_text_30d").isNotNull()).orderBy("customer_id", "label_ts").first()
+    sample = training.rows.where(F.col("ticket_text_30d_tfidf").isNotNull()).orderBy("customer_id", "label_ts").first()
     scored, _ = feature_store.scoring_set(spark, churn, sample.label_ts, versions=training.versions)
     served = scored.where(F.col("customer_id") == sample.customer_id).first().asDict()
     trained = sample.asDict()

@@ -100,6 +100,19 @@ def test_rows_not_matching_the_signature_write_nothing(spark, champion, monkeypa
     assert _version(spark, champion) == before
 
 
+def test_text_as_a_string_instead_of_its_vector_writes_nothing(spark, champion, monkeypatch):
+    before = _version(spark, champion)
+    original = modeling.model_input
+
+    def raw_text(rows, config):
+        return original(rows, config).withColumn("ticket_text_30d_tfidf", F.lit("my invoice is wrong"))
+
+    monkeypatch.setattr(modeling, "model_input", raw_text)
+    with pytest.raises(SchemaMismatch, match="ticket_text_30d_tfidf is string, the model expects a Spark ML vector"):
+        scoring.run(spark, champion, DAY)
+    assert _version(spark, champion) == before
+
+
 def test_single_node_champion_scores_through_spark_udf(spark, champion, training_settings, tmp_path):
     sklearn_settings = training_settings(
         champion,

@@ -8,6 +8,7 @@ import json
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
+from pyspark.ml.linalg import SparseVector, VectorUDT
 from pyspark.sql import functions as F
 
 from lakeforge import modeling, tracking, training
@@ -95,6 +96,23 @@ def test_champion_loads_back_and_scores_raw_feature_rows(spark, first, tiny):
     assert all(0.0 <= row[0] <= 1.0 for row in scored)
     signature = mlflow.models.get_model_info(f"models:/{result.model_name}@champion").signature
     assert signature.inputs.input_names() == data.raw_columns
+
+
+def test_an_entity_without_text_scores_as_one_with_empty_text(spark, first, tiny):
+    result, _ = first
+    model = mlflow.spark.load_model(f"models:/{result.model_name}/{result.version}")
+    data = training.prepare(spark, tiny, tiny.use_case.training)
+    size = data.text_size
+    raw = data.test.select("customer_id", *data.raw_columns)
+    empty = F.udf(lambda: SparseVector(size, [], []), VectorUDT())
+    without = raw.withColumn(data.text_vector, F.lit(None).cast(VectorUDT()))
+    with_empty = raw.withColumn(data.text_vector, empty())
+
+    def scores(rows):
+        return dict(modeling.with_score(model.transform(rows)).select("customer_id", modeling.SCORE).collect())
+
+    assert scores(without) == scores(with_empty)
+    assert scores(without) != scores(raw)  # the text vector does move the score
 
 
 def test_reproduce_matches_the_logged_metrics(spark, first, tiny):

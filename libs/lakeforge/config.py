@@ -233,8 +233,10 @@ class FeatureTable(_Strict):
         return [check_table_reference(reference)[1] for reference in self.sources]
 
     def config_hash(self) -> str:
-        """A short, stable hash of this table's definition: it changes when the computation does."""
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+        """A short, stable hash of this table's definition: it changes when the computation does, or what
+        is stored (a text table stores TF-IDF vectors since layout 2; a table written before is recomputed)."""
+        definition = {**self.model_dump(), "layout": 2}
+        return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Labels(_Strict):

@@ -3,7 +3,8 @@
 The features job computes every feature table the use case declares, MERGEs the new time slice (a
 full run replaces the table in one transaction), records lineage (source tables and the Delta
 versions read, code version, config hash, time window, refresh time) as table properties and in
-the `feature_registry` table, fits and saves the text pipeline, and writes the label table.
+the `feature_registry` table, fits and saves the text pipeline (a text feature table stores the
+TF-IDF vectors it computes, not the text), and writes the label table.
 Training (`training_set`) and scoring (`scoring_set`) go through the same as-of join, so an entity's
 features at a time are the same on both paths.
 """
@@ -17,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from pyspark.errors import AnalysisException
+from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -26,7 +28,7 @@ from lakeforge.config import Features, FeatureTable, Settings, check_table_refer
 from lakeforge.errors import FeatureDefinitionError, LakeforgeError, TableNotFound
 from lakeforge.features import FeatureSource, build_scoring_set, build_training_set, duplicate_keys
 from lakeforge.provenance import code_version
-from lakeforge.text import fit_text_pipeline
+from lakeforge.text import fit_text_pipeline, vectorize
 
 log = logging.getLogger(__name__)
 
@@ -245,12 +247,15 @@ def materialize(spark: SparkSession, settings: Settings, name: str, table: Featu
             )
         summary = rows.agg(F.count("*"), F.min(table.timestamp), F.max(table.timestamp)).first()
         text_pipeline = properties.get(PROPERTY.format("text_pipeline")) if incremental else None
-        if table.text and not text_pipeline:
-            text_pipeline = _save_text_pipeline(settings, name, table, rows)
+        stored = rows
+        if table.text:
+            if not text_pipeline:
+                text_pipeline = _save_text_pipeline(settings, name, table, rows)
+            stored = vectorize(PipelineModel.load(text_pipeline), rows, table.text)
         if incremental:
-            tables.upsert(rows, target, keys)
+            tables.upsert(stored, target, keys)
         else:
-            tables.overwrite(rows, target)
+            tables.overwrite(stored, target)
     finally:
         rows.unpersist()
         if changed is not None:

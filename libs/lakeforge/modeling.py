@@ -1,7 +1,8 @@
 """Model building blocks as pure functions: time split, search space, Spark ML pipeline, metrics.
 
-The pipeline holds every preparation step (the fitted text transform, imputation, one-hot
-encoding, assembling) before the classifier, so a saved model scores raw feature rows.
+The pipeline holds every preparation step (zeros for a missing text vector, imputation, one-hot
+encoding, assembling) before the classifier, so a saved model scores feature rows as the feature
+tables store them.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomF
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import Imputer, OneHotEncoder, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame
+from pyspark.ml.linalg import VectorUDT
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakeforge.config import SearchDimension, TimeSplit, Training
 from lakeforge.errors import TrainingDataError
+from lakeforge.text import zero_filled_vector_stages
 
 LABEL = "label"
 SCORE = "score"
@@ -88,19 +91,19 @@ def plain_params(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def raw_feature_columns(training: Training, text_column: str | None) -> list[str]:
+def raw_feature_columns(training: Training, text_vector: str | None) -> list[str]:
     """The columns a model reads: the signature of every logged model."""
-    return [*training.numeric_features, *training.categorical_features, *([text_column] if text_column else [])]
+    return [*training.numeric_features, *training.categorical_features, *([text_vector] if text_vector else [])]
 
 
 def build_model_pipeline(
     training: Training,
     params: dict[str, Any],
-    text_model: PipelineModel | None,
     text_vector: str | None,
+    text_size: int | None,
 ) -> Pipeline:
-    """Fitted text transform (applied, never refit), imputation, one-hot encoding, assembling, classifier."""
-    stages: list[Any] = [text_model] if text_model is not None else []
+    """Zeros for a missing text vector, imputation, one-hot encoding, assembling, classifier."""
+    stages: list[Any] = zero_filled_vector_stages(text_vector, text_size) if text_vector else []
     numeric = training.numeric_features
     imputed = [f"{c}__imputed" for c in numeric]
     stages.append(Imputer(inputCols=numeric, outputCols=imputed, strategy="median"))
@@ -131,6 +134,21 @@ def model_input(rows: DataFrame, training: Training) -> DataFrame:
     """Numeric features as doubles (a missing value is NaN-able, whatever the feature table's type):
     training and scoring both pass rows through here, so the model sees the same types."""
     return rows.withColumns({c: F.col(c).cast("double") for c in training.numeric_features})
+
+
+def plain_column(rows: DataFrame, name: str, vector_size: int | None = None) -> Column:
+    """A column as pandas, JSON and `mlflow.pyfunc.spark_udf` take it: a vector as an array of doubles.
+
+    A null vector stays null, or becomes `vector_size` zeros when given (pyfunc's Spark wrapper
+    cannot take a null array)."""
+    if not isinstance(rows.schema[name].dataType, VectorUDT):
+        return F.col(name)
+    array = F.when(F.col(name).isNotNull(), vector_to_array(name))
+    return F.coalesce(array, F.array_repeat(F.lit(0.0), vector_size)) if vector_size else array
+
+
+def vectors_as_arrays(rows: DataFrame) -> DataFrame:
+    return rows.select(*[plain_column(rows, c).alias(c) for c in rows.columns])
 
 
 def with_label(rows: DataFrame, label: str) -> DataFrame:

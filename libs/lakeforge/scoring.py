@@ -14,6 +14,8 @@ import logging
 from dataclasses import dataclass
 
 import mlflow
+from mlflow.types.schema import SparkMLVector
+from pyspark.ml.linalg import VectorUDT
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -85,8 +87,12 @@ def check_signature(rows: DataFrame, schema) -> None:
         if spec.name not in rows.columns:
             problems.append(f"{spec.name} is missing")
             continue
-        expected = str(getattr(spec.type, "name", spec.type)).lower()
         actual = rows.schema[spec.name].dataType
+        if isinstance(spec.type, SparkMLVector):
+            if not isinstance(actual, VectorUDT):
+                problems.append(f"{spec.name} is {actual.simpleString()}, the model expects a Spark ML vector")
+            continue
+        expected = str(getattr(spec.type, "name", spec.type)).lower()
         allowed = SIGNATURE_TYPES.get(expected)
         if allowed and not isinstance(actual, allowed):
             problems.append(f"{spec.name} is {actual.simpleString()}, the model expects {expected}")
@@ -102,7 +108,7 @@ def score_rows(spark: SparkSession, model_uri: str, rows: DataFrame, threshold: 
     else:
         columns = info.signature.inputs.input_names()
         predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="array<double>", env_manager="local")
-        scored = rows.withColumn(modeling.SCORE, predict(*[F.col(c) for c in columns])[1])
+        scored = rows.withColumn(modeling.SCORE, predict(*[modeling.plain_column(rows, c) for c in columns])[1])
     return scored.withColumn("predicted_label", (F.col(modeling.SCORE) >= threshold).cast("int"))
 
 

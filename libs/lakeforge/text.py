@@ -5,13 +5,24 @@ Maven Central (`com.johnsnowlabs.nlp:spark-nlp_2.13` does not exist; `spark-nlp_
 built for Spark 3 and cannot load in a Spark 4 JVM), so the same stages are built from Spark ML,
 which ships with pyspark and needs no download: RegexTokenizer (normalizer + tokenizer),
 StopWordsRemover (Spark's bundled English list), a suffix stemmer in SQL, NGram, HashingTF and IDF.
-The pipeline is fitted once by the features job and saved; scoring and training load it, never refit.
+The pipeline is fitted once by the features job and saved, and the features job stores its output,
+the TF-IDF vector, in the feature table: training and scoring read vectors and never run the pipeline,
+which costs several times what the rest of the model does. An incremental refresh applies the saved
+pipeline to the new rows, never refits it.
 """
 
 from __future__ import annotations
 
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.feature import IDF, HashingTF, NGram, RegexTokenizer, SQLTransformer, StopWordsRemover
+from pyspark.ml.feature import (
+    IDF,
+    HashingTF,
+    NGram,
+    RegexTokenizer,
+    SQLTransformer,
+    StopWordsRemover,
+    VectorSizeHint,
+)
 from pyspark.sql import DataFrame
 
 from lakeforge.config import TextPipeline
@@ -74,3 +85,32 @@ def build_text_pipeline(spec: TextPipeline) -> Pipeline:
 def fit_text_pipeline(rows: DataFrame, spec: TextPipeline) -> PipelineModel:
     """Fit the pipeline (the IDF weights) on the rows' text."""
     return build_text_pipeline(spec).fit(rows.select(spec.column))
+
+
+def vector_column(spec: TextPipeline) -> str:
+    """The column a text feature table stores: the TF-IDF vector of `spec.column`."""
+    return column_names(spec)["tfidf"]
+
+
+def vectorize(model: PipelineModel, rows: DataFrame, spec: TextPipeline) -> DataFrame:
+    """The rows with their text replaced by its TF-IDF vector (the fitted pipeline applied, not refit)."""
+    kept = [c for c in rows.columns if c != spec.column]
+    return model.transform(rows).select(*kept, vector_column(spec))
+
+
+def zero_filled_vector_stages(vector: str, size: int) -> list:
+    """Model stages that give an entity without text (a null vector after the as-of join) the vector of
+    empty text, all zeros, and declare the vector's size, which the assembler needs to keep invalid rows.
+
+    The zeros come from hashing an empty term list in the JVM: no Python UDF, nothing per row in Python.
+    """
+    empty, zeros = f"{vector}__no_terms", f"{vector}__zeros"
+    return [
+        SQLTransformer(statement=f"SELECT *, CAST(array() AS array<string>) AS `{empty}` FROM __THIS__"),
+        HashingTF(inputCol=empty, outputCol=zeros, numFeatures=size),
+        SQLTransformer(
+            statement=f"SELECT * EXCEPT (`{empty}`, `{zeros}`, `{vector}`), "
+            f"coalesce(`{vector}`, `{zeros}`) AS `{vector}` FROM __THIS__"
+        ),
+        VectorSizeHint(inputCol=vector, size=size, handleInvalid="error"),
+    ]

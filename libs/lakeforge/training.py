@@ -23,11 +23,13 @@ from hyperopt import STATUS_OK, SparkTrials, Trials, fmin, space_eval, tpe
 from mlflow.models import infer_signature
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from lakeforge import feature_store, modeling, single_node, tables, tracking
 from lakeforge.config import Settings, Training
 from lakeforge.errors import LakeforgeError, ModelRejected
 from lakeforge.provenance import code_version
+from lakeforge.text import vector_column
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +62,15 @@ class GateDecision:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """The time-split training set, the fitted text transform, and what they were built from."""
+    """The time-split training set and what it was built from (Delta versions, the text pipeline that
+    computed the stored TF-IDF vectors)."""
 
     train: DataFrame
     validation: DataFrame
     test: DataFrame
     versions: dict[str, int]
-    text_model: PipelineModel | None
     text_vector: str | None
+    text_size: int | None
     text_pipeline_path: str | None
     raw_columns: list[str]
 
@@ -87,15 +90,13 @@ def prepare(
 ) -> PreparedData:
     """Build the point-in-time training set (at `versions` when reproducing) and split it by time."""
     built = feature_store.training_set(spark, settings, versions)
-    text_model = text_vector = text_column = None
+    text_vector = text_size = None
     if training.text_feature_table:
         spec = settings.use_case.features.tables[training.text_feature_table].text
         text_pipeline_path = text_pipeline_path or feature_store.text_pipeline_path(
             spark, settings, training.text_feature_table
         )
-        text_model = PipelineModel.load(text_pipeline_path)
-        text_column = spec.column
-        text_vector = f"{spec.column}_tfidf"
+        text_vector, text_size = vector_column(spec), spec.num_features
     rows = modeling.with_label(modeling.model_input(built.rows, training), built.label).persist()
     train, validation, test = modeling.split_by_time(rows, built.timestamp, training.split)
     counts = modeling.require_rows({"train": train, "validation": validation, "test": test}, modeling.LABEL)
@@ -105,17 +106,17 @@ def prepare(
         validation,
         test,
         built.versions,
-        text_model,
         text_vector,
+        text_size,
         text_pipeline_path,
-        modeling.raw_feature_columns(training, text_column),
+        modeling.raw_feature_columns(training, text_vector),
     )
 
 
 def fit_and_evaluate(
     training: Training, params: dict[str, Any], data: PreparedData, fit_rows: DataFrame, eval_rows: DataFrame
 ) -> tuple[PipelineModel, dict[str, float], DataFrame]:
-    pipeline = modeling.build_model_pipeline(training, params, data.text_model, data.text_vector)
+    pipeline = modeling.build_model_pipeline(training, params, data.text_vector, data.text_size)
     model = pipeline.fit(fit_rows)
     predictions = model.transform(eval_rows)
     return model, modeling.evaluate(predictions, training.decision_threshold), predictions
@@ -324,15 +325,17 @@ def _log_evaluation(model: PipelineModel, predictions: DataFrame) -> None:
 
 
 def _log_model(model: PipelineModel, data: PreparedData) -> None:
-    example = data.test.select(*data.raw_columns).limit(5)
+    with_text = data.test.where(F.col(data.text_vector).isNotNull()) if data.text_vector else data.test
+    example = with_text.select(*data.raw_columns).limit(5)
     # Output: the predicted label only. mlflow's pyfunc wrapper of a Spark model returns that column
     # and fails (UNRESOLVED_COLUMN) when the signature declares a second one such as `probability`.
+    # The signature types a vector column as SparkMLVector; the JSON example holds it as an array.
     signature = infer_signature(example, model.transform(example).select("prediction"))
     mlflow.spark.log_model(
         model,
         artifact_path="model",
         signature=signature,
-        input_example=example.toPandas(),
+        input_example=modeling.vectors_as_arrays(example).toPandas(),
         pip_requirements=mlflow.spark.get_default_pip_requirements(),
     )
 
