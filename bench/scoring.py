@@ -8,6 +8,7 @@ feature table stores), repeated with fresh ids up to `--score-rows`, as a Delta 
 table and model it times:
 - plain copy: read the table and write it to another Delta table (the floor);
 - native scoring: the Spark ML model's own `transform`, scores written to Delta (what the job does);
+  the two alternate `--repeats` times and their medians are compared;
 - `mlflow.pyfunc.spark_udf`: the same model through pyfunc in Python workers, written to Delta, on the
   first `--udf-rows` rows (beside native on the same rows), as the whole table would take too long.
 Then drift, the model's training set against the scored table, every numeric and categorical feature
@@ -23,6 +24,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -46,6 +48,10 @@ def timed(action) -> float:
     return time.perf_counter() - started
 
 
+def spread(times: list[float]) -> str:
+    return ", ".join(f"{t:.1f}" for t in times)
+
+
 def jvm_peak_mb(spark, reset: bool = False) -> float:
     """The driver JVM's peak resident memory (VmHWM); `reset` starts a new peak (Linux clear_refs 5)."""
     pid = spark._jvm.java.lang.ProcessHandle.current().pid()
@@ -59,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="orders in the history batch")
     parser.add_argument("--score-rows", type=int, default=4_000_000, help="rows of the table to score")
+    parser.add_argument("--repeats", type=int, default=3, help="timings of copy and native, alternated")
     parser.add_argument("--udf-rows", type=int, default=100_000, help="rows scored through spark_udf (and native)")
     parser.add_argument("--evidently-min-rows", type=int, default=250_000, help="first Evidently run (then doubled)")
     parser.add_argument("--evidently-max-rows", type=int, default=2_000_000, help="largest Evidently run")
@@ -90,14 +97,18 @@ def main() -> None:
         def write(df, name: str) -> None:
             df.write.format("delta").mode("overwrite").saveAsTable(f"bench.{name}")
 
-        copy_seconds = timed(lambda: write(table, "plain_copy"))
         threshold = config.decision_threshold
         native = scoring.score_rows(spark, model_uri, table, threshold).select(*table.columns, modeling.SCORE)
-        native_seconds = timed(lambda: write(native, "native_predictions"))
+        # One timing of each swings by a third from run to run on 2 cores: alternate them, take medians.
+        copy_times, native_times = [], []
+        for _ in range(args.repeats):
+            copy_times.append(timed(lambda: write(table, "plain_copy")))
+            native_times.append(timed(lambda: write(native, "native_predictions")))
+        copy_seconds, native_seconds = statistics.median(copy_times), statistics.median(native_times)
         print(f"rows scored                                {rows:>12,} ({customers:,} customers x {copies})")
-        print(f"plain copy (read + Delta write)            {copy_seconds:>10.1f} s")
-        print(f"native Spark ML transform                  {native_seconds:>10.1f} s")
-        print(f"ratio native / plain copy                  {native_seconds / copy_seconds:>12.2f}  (target <= 1.5)")
+        print(f"plain copy (read + Delta write), median    {copy_seconds:>10.1f} s  of {spread(copy_times)}")
+        print(f"native Spark ML transform, median          {native_seconds:>10.1f} s  of {spread(native_times)}")
+        print(f"ratio native / plain copy (medians)        {native_seconds / copy_seconds:>12.2f}  (target <= 1.5)")
 
         # pyfunc's Spark wrapper turns each Arrow batch into a DataFrame of a local Spark session in the
         # Python worker, with the text vector as a dense array of `num_features` doubles per row: on the
