@@ -248,3 +248,11 @@ def test_dedup_keeping_other_than_one_row_per_key_fails_before_writing(spark, tm
     assert counts.duplicates_collapsed > 0
     silver_rows = spark.read.table(settings.table("silver", "orders"))
     assert silver_rows.count() == silver_rows.select("order_id").distinct().count() == counts.rows_merged
+
+
+def test_overwriting_a_table_prints_no_false_hive_error(spark):
+    from lakeforge.session import HIVE_FALSE_ALARM
+
+    log4j = spark._jvm.org.apache.logging.log4j
+    assert not log4j.LogManager.getLogger(HIVE_FALSE_ALARM).isErrorEnabled()
+    assert log4j.LogManager.getLogger("org.apache.spark.sql.hive.HiveExternalCatalog").isErrorEnabled()
