@@ -8,7 +8,7 @@ import mlflow
 import pytest
 from pyspark.sql import functions as F
 
-from lakeforge import feature_store, modeling, scoring, tables, training
+from lakeforge import feature_store, modeling, scoring, tables, tracking, training
 from lakeforge.config import SearchDimension, Settings
 from lakeforge.errors import ModelNotFound, SchemaMismatch, StaleFeatures
 
@@ -57,6 +57,21 @@ def test_predictions_are_the_champion_on_the_scoring_set(spark, champion):
     expected = modeling.with_score(model.transform(modeling.model_input(rows, champion.use_case.training)))
     again = expected.where(F.col("customer_id") == row.customer_id).select(modeling.SCORE).first()[0]
     assert row.score == pytest.approx(again, abs=1e-12)
+
+
+def test_scoring_computes_only_the_probabilities_and_they_are_the_full_transforms(spark, champion):
+    rows, _ = feature_store.scoring_set(spark, champion, dt.datetime.combine(DAY, dt.time()))
+    rows = modeling.model_input(rows, champion.use_case.training)
+    tracking.configure(champion)
+    uri = f"models:/churn_classifier/{tracking.require_version('churn_classifier', tracking.CHAMPION).version}"
+    full = mlflow.spark.load_model(uri).transform(rows)
+    lean = modeling.probability_only(mlflow.spark.load_model(uri)).transform(rows)
+    assert {"rawPrediction", "prediction"} <= set(full.columns)
+    assert not {"rawPrediction", "prediction"} & set(lean.columns)
+    scores = [modeling.with_score(df).select("customer_id", modeling.SCORE) for df in (full, lean)]
+    joined = scores[0].join(scores[1].withColumnRenamed(modeling.SCORE, "lean"), "customer_id")
+    assert joined.count() == rows.count()
+    assert joined.where(F.col(modeling.SCORE) != F.col("lean")).count() == 0  # bit for bit
 
 
 def test_analyst_view_joins_the_entity_table(spark, champion):

@@ -14,7 +14,12 @@ import numpy as np
 from hyperopt import hp
 from hyperopt.pyll import scope
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
+from pyspark.ml.classification import (
+    GBTClassifier,
+    LogisticRegression,
+    ProbabilisticClassificationModel,
+    RandomForestClassifier,
+)
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import Imputer, OneHotEncoder, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
@@ -153,6 +158,16 @@ def vectors_as_arrays(rows: DataFrame) -> DataFrame:
 
 def with_label(rows: DataFrame, label: str) -> DataFrame:
     return rows.withColumn(LABEL, F.col(label).cast("double"))
+
+
+def probability_only(model: PipelineModel) -> PipelineModel:
+    """The model with its classifier writing only the class probabilities: no raw-prediction or
+    predicted-class column, which scoring derives from the probability and never reads. The
+    probabilities are the same; each row skips two vector columns' computation and serialization."""
+    classifier = model.stages[-1]
+    if isinstance(classifier, ProbabilisticClassificationModel):
+        classifier.setRawPredictionCol("").setPredictionCol("")
+    return model
 
 
 def with_score(predictions: DataFrame) -> DataFrame:

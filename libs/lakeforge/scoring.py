@@ -104,12 +104,29 @@ def score_rows(spark: SparkSession, model_uri: str, rows: DataFrame, threshold: 
     """Add `score` (positive-class probability) and `predicted_label` with the model's own engine."""
     info = mlflow.models.get_model_info(model_uri)
     if "spark" in info.flavors:
-        scored = modeling.with_score(mlflow.spark.load_model(model_uri).transform(rows))
+        model = modeling.probability_only(mlflow.spark.load_model(model_uri))
+        scored = modeling.with_score(model.transform(rows))
     else:
         columns = info.signature.inputs.input_names()
         predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="array<double>", env_manager="local")
         scored = rows.withColumn(modeling.SCORE, predict(*[modeling.plain_column(rows, c) for c in columns])[1])
     return scored.withColumn("predicted_label", (F.col(modeling.SCORE) >= threshold).cast("int"))
+
+
+def prediction_rows(
+    scored: DataFrame, entity: list[str], scoring_date: dt.date, model_name: str, version: str, run_id: str
+) -> DataFrame:
+    """The predictions table's columns: the entity key, the date, score and label, and the model."""
+    return scored.select(
+        *entity,
+        F.lit(scoring_date).alias(SCORING_DATE),
+        F.col(modeling.SCORE).alias("score"),
+        "predicted_label",
+        F.lit(model_name).alias("model_name"),
+        F.lit(version).alias("model_version"),
+        F.lit(run_id).alias("run_id"),
+        F.current_timestamp().alias("scored_at"),
+    )
 
 
 def run(
@@ -132,16 +149,8 @@ def run(
     model_uri = f"models:/{name}/{champion.version}"
     check_signature(rows, mlflow.models.get_model_info(model_uri).signature)
     entity = feature_store.entity_keys(settings)
-    predictions = score_rows(spark, model_uri, rows, training.decision_threshold).select(
-        *entity,
-        F.lit(scoring_date).alias(SCORING_DATE),
-        F.col(modeling.SCORE).alias("score"),
-        "predicted_label",
-        F.lit(name).alias("model_name"),
-        F.lit(str(champion.version)).alias("model_version"),
-        F.lit(champion.run_id).alias("run_id"),
-        F.current_timestamp().alias("scored_at"),
-    )
+    scored = score_rows(spark, model_uri, rows, training.decision_threshold)
+    predictions = prediction_rows(scored, entity, scoring_date, name, str(champion.version), champion.run_id)
     target = settings.table("gold", scoring.table)
     tables.ensure_schema(spark, settings.schema("gold"))
     tables.replace_partition(predictions, target, SCORING_DATE, scoring_date.isoformat())
