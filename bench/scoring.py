@@ -121,7 +121,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, path in paths.items():
                 timings[name].append(timed(path))
-        copy_seconds, job_seconds, carried_seconds = (statistics.median(timings[k]) for k in timings)
+        copy_seconds, job_seconds, carried_seconds = (statistics.median(timings[k]) for k in ("copy", "job", "carried"))
         print(f"rows scored                                {rows:>12,} ({customers:,} customers x {copies})")
         print(f"plain copy (read + Delta write), median    {copy_seconds:>10.1f} s  of {spread(timings['copy'])}")
         print(f"native scoring as the job, median          {job_seconds:>10.1f} s  of {spread(timings['job'])}")

@@ -161,13 +161,14 @@ def with_label(rows: DataFrame, label: str) -> DataFrame:
 
 
 def probability_only(model: PipelineModel) -> PipelineModel:
-    """The model with its classifier writing only the class probabilities: no raw-prediction or
+    """A copy of the model whose classifier writes only the class probabilities: no raw-prediction or
     predicted-class column, which scoring derives from the probability and never reads. The
     probabilities are the same; each row skips two vector columns' computation and serialization."""
     classifier = model.stages[-1]
-    if isinstance(classifier, ProbabilisticClassificationModel):
-        classifier.setRawPredictionCol("").setPredictionCol("")
-    return model
+    if not isinstance(classifier, ProbabilisticClassificationModel):
+        return model
+    lean = classifier.copy({classifier.rawPredictionCol: "", classifier.predictionCol: ""})
+    return PipelineModel(stages=[*model.stages[:-1], lean])
 
 
 def with_score(predictions: DataFrame) -> DataFrame:
