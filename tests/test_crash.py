@@ -1,5 +1,8 @@
 """A driver killed with SIGKILL mid-write, then rerun, leaves exactly the tables an uninterrupted run leaves.
 
+The uninterrupted run is the same steps on the same files in this test session's Spark; the killed and
+rerun drivers are `lakeforge run` processes of their own.
+
 Also checks that `spark-sql` (shipped with pyspark) reads the gold tables through the metastore
 the jobs registered them in.
 """
@@ -17,16 +20,17 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from lakeforge.config import load_use_case
+from lakeforge import bronze, gold, silver
+from lakeforge.config import Settings, load_use_case
 from lakeforge.datagen import BatchSpec, generate_batch
 
 pytestmark = pytest.mark.slow
 
 TABLES = [
-    "bronze.db/customers", "bronze.db/orders", "bronze.db/tickets", "bronze.db/cancellations",
-    "silver.db/customers", "silver.db/orders", "silver.db/tickets", "silver.db/cancellations",
-    "silver.db/orders_quarantine", "silver.db/customers_quarantine", "silver.db/tickets_quarantine",
-    "gold.db/daily_revenue", "gold.db/daily_ticket_volume", "gold.db/customer_entity",
+    ("bronze", "customers"), ("bronze", "orders"), ("bronze", "tickets"), ("bronze", "cancellations"),
+    ("silver", "customers"), ("silver", "orders"), ("silver", "tickets"), ("silver", "cancellations"),
+    ("silver", "orders_quarantine"), ("silver", "customers_quarantine"), ("silver", "tickets_quarantine"),
+    ("gold", "daily_revenue"), ("gold", "daily_ticket_volume"), ("gold", "customer_entity"),
 ]  # fmt: skip
 VOLATILE = ["_ingested_at", "_run_id", "_record_id", "_source_file"]
 MEDALLION = ["ingest", "silver", "gold"]
@@ -38,6 +42,12 @@ def _start(home: Path, *args: str) -> subprocess.Popen:
         [sys.executable, "-m", "lakeforge.cli", *args],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def _run_uninterrupted(spark, settings: Settings) -> None:
+    bronze.run(spark, settings)
+    silver.run(spark, settings)
+    gold.run(spark, settings)
 
 
 def _run_all(home: Path) -> None:
@@ -69,21 +79,22 @@ def _stable(df):
     return df.drop(*volatile)
 
 
-def test_killed_driver_then_rerun_equals_uninterrupted_run(spark, tmp_path):
-    baseline, crashed = tmp_path / "baseline", tmp_path / "crashed"
-    use_case = load_use_case("churn")
+def test_killed_driver_then_rerun_equals_uninterrupted_run(spark, tmp_path, environment_for):
+    baseline = Settings(use_case=load_use_case("churn"), env=environment_for(tmp_path / "baseline", "crashbase"))
+    crashed = tmp_path / "crashed"
     for batch in (0, 1):
-        generate_batch(spark, use_case, str(baseline / "landing"), BatchSpec(300, 5, batch))
-    shutil.copytree(baseline / "landing", crashed / "landing")
+        generate_batch(spark, baseline.use_case, baseline.env.path("landing"), BatchSpec(300, 5, batch))
+    shutil.copytree(baseline.env.path("landing"), crashed / "landing")
 
-    _run_all(baseline)
+    _run_uninterrupted(spark, baseline)
     _kill_when(crashed, "warehouse/bronze.db/orders/_delta_log/00000000000000000000.json")
     _kill_when(crashed, "warehouse/silver.db/orders_quarantine/_delta_log/00000000000000000001.json")
     _run_all(crashed)
 
-    for table in TABLES:
-        expected = _stable(spark.read.format("delta").load(str(baseline / "warehouse" / table)))
-        actual = _stable(spark.read.format("delta").load(str(crashed / "warehouse" / table)))
+    for layer, name in TABLES:
+        table = f"{layer}.{name}"
+        expected = _stable(spark.read.table(baseline.table(layer, name)))
+        actual = _stable(spark.read.format("delta").load(str(crashed / "warehouse" / f"{layer}.db" / name)))
         assert sorted(actual.columns) == sorted(expected.columns), table
         actual = actual.select(*expected.columns)
         assert actual.count() == expected.count(), table

@@ -159,17 +159,19 @@ def clear_orphaned_create(spark: SparkSession, table: str) -> None:
     path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
 
 
-def _create_if_missing(spark: SparkSession, table: str, df: DataFrame, properties: dict[str, str]) -> None:
+def _create_if_missing(spark: SparkSession, table: str, df: DataFrame, properties: dict[str, str]) -> bool:
+    """Create the table with `df`'s schema unless it exists; True when this call created it (empty)."""
     if table_exists(spark, table):
-        return
+        return False
     with _CREATE_LOCK:
         if table_exists(spark, table):
-            return
+            return False
         clear_orphaned_create(spark, table)
         builder = DeltaTable.createIfNotExists(spark).tableName(table).addColumns(df.schema)
         for key, value in properties.items():
             builder = builder.property(key, value)
         builder.execute()
+        return True
 
 
 def append_idempotent(
@@ -191,13 +193,13 @@ CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
 
 
 def _appended_as_first_load(df: DataFrame, table: str) -> bool:
-    """Create the table if needed and, when it holds no data yet, append `df`: a MERGE would join against nothing.
+    """Create the table if needed and, when this call created it, append `df`: a MERGE would join against nothing.
 
+    A table that already existed is merged into, even when it is empty (a run that quarantined every
+    row, a driver killed after the create): MERGE is right in every case, the append only faster.
     Tables written by MERGE keep a change data feed, so the steps downstream can read what changed.
     """
-    spark = df.sparkSession
-    _create_if_missing(spark, table, df, CHANGE_FEED)
-    if DeltaTable.forName(spark, table).detail().select("numFiles").first()[0] > 0:
+    if not _create_if_missing(df.sparkSession, table, df, CHANGE_FEED):
         return False
     df.write.format("delta").mode("append").option("mergeSchema", "true").saveAsTable(table)
     return True
