@@ -191,7 +191,10 @@ def pipeline_run(tmp_path_factory):
 def pytest_collection_modifyitems(items):
     """Two xdist groups (`-n 2 --dist loadgroup` in pyproject.toml): the tests on the Airflow run's
     output (its DAG, the cluster run, the notebooks) share one session fixture and run their own Spark
-    processes, so they run on one worker while the in-process Spark tests run on the other."""
+    processes, so they run on one worker while the in-process Spark tests run on the other. The SQL
+    server test also runs only processes of its own (PostgreSQL, Thrift, a writer job) and joins the
+    first group, which otherwise ends about two minutes before the second."""
     for item in items:
-        group = "pipeline" if "pipeline_run" in item.fixturenames else "in_process"
+        own_processes = {"pipeline_run", "sql_server"} & set(item.fixturenames)
+        group = "pipeline" if own_processes else "in_process"
         item.add_marker(pytest.mark.xdist_group(group))
