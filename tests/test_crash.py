@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from lakeforge import bronze, gold, silver
+from lakeforge.cli import run_steps
 from lakeforge.config import Settings, load_use_case
 from lakeforge.datagen import BatchSpec, generate_batch
 
@@ -42,12 +42,6 @@ def _start(home: Path, *args: str) -> subprocess.Popen:
         [sys.executable, "-m", "lakeforge.cli", *args],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-
-
-def _run_uninterrupted(spark, settings: Settings) -> None:
-    bronze.run(spark, settings)
-    silver.run(spark, settings)
-    gold.run(spark, settings)
 
 
 def _run_all(home: Path) -> None:
@@ -86,7 +80,7 @@ def test_killed_driver_then_rerun_equals_uninterrupted_run(spark, tmp_path, envi
         generate_batch(spark, baseline.use_case, baseline.env.path("landing"), BatchSpec(300, 5, batch))
     shutil.copytree(baseline.env.path("landing"), crashed / "landing")
 
-    _run_uninterrupted(spark, baseline)
+    run_steps(spark, baseline, MEDALLION)  # what `lakeforge run` does, in this process
     _kill_when(crashed, "warehouse/bronze.db/orders/_delta_log/00000000000000000000.json")
     _kill_when(crashed, "warehouse/silver.db/orders_quarantine/_delta_log/00000000000000000001.json")
     _run_all(crashed)
