@@ -73,6 +73,12 @@ def _stable(df):
     return df.drop(*volatile)
 
 
+def _rows(df, columns: list[str]) -> list[str]:
+    """Every row, nested values included, as a sorted list: equal lists mean equal tables, duplicates counted.
+    The tables hold hundreds of rows, so one collect each is cheaper than Spark set differences."""
+    return sorted(repr(row) for row in df.select(*columns).collect())
+
+
 def test_killed_driver_then_rerun_equals_uninterrupted_run(spark, tmp_path, environment_for):
     baseline = Settings(use_case=load_use_case("churn"), env=environment_for(tmp_path / "baseline", "crashbase"))
     crashed = tmp_path / "crashed"
@@ -85,23 +91,24 @@ def test_killed_driver_then_rerun_equals_uninterrupted_run(spark, tmp_path, envi
     _kill_when(crashed, "warehouse/silver.db/orders_quarantine/_delta_log/00000000000000000001.json")
     _run_all(crashed)
 
-    for layer, name in TABLES:
-        table = f"{layer}.{name}"
-        expected = _stable(spark.read.table(baseline.table(layer, name)))
-        actual = _stable(spark.read.format("delta").load(str(crashed / "warehouse" / f"{layer}.db" / name)))
-        assert sorted(actual.columns) == sorted(expected.columns), table
-        actual = actual.select(*expected.columns)
-        assert actual.count() == expected.count(), table
-        assert actual.exceptAll(expected).count() == 0, table
-        assert expected.exceptAll(actual).count() == 0, table
-
-    spark_sql = Path(sys.executable).parent / "spark-sql"
-    result = subprocess.run(
-        [str(spark_sql), "-S", "-e", "SELECT order_date, revenue FROM gold.daily_revenue ORDER BY order_date LIMIT 3"],
+    spark_sql = subprocess.Popen(  # runs while the tables are compared; it only reads
+        [
+            str(Path(sys.executable).parent / "spark-sql"), "-S", "-e",
+            "SELECT order_date, revenue FROM gold.daily_revenue ORDER BY order_date LIMIT 3",
+        ],
         env={**os.environ, "SPARK_CONF_DIR": str(crashed / "spark-conf")},
-        cwd=crashed, capture_output=True, text=True, timeout=300,
+        cwd=crashed, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    try:
+        for layer, name in TABLES:
+            table = f"{layer}.{name}"
+            expected = _stable(spark.read.table(baseline.table(layer, name)))
+            actual = _stable(spark.read.format("delta").load(str(crashed / "warehouse" / f"{layer}.db" / name)))
+            assert sorted(actual.columns) == sorted(expected.columns), table
+            assert _rows(actual, expected.columns) == _rows(expected, expected.columns), table
+    finally:
+        stdout, stderr = spark_sql.communicate(timeout=300)
+    assert spark_sql.returncode == 0, stderr[-3000:]
     first = spark.read.format("delta").load(str(crashed / "warehouse/gold.db/daily_revenue")).orderBy("order_date")
     expected_first = first.first()
-    assert result.stdout.strip().splitlines()[0].split("\t") == [str(expected_first[0]), str(expected_first[3])]
+    assert stdout.strip().splitlines()[0].split("\t") == [str(expected_first[0]), str(expected_first[3])]
