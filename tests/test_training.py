@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.ml.linalg import SparseVector, VectorUDT
 from pyspark.sql import functions as F
 
+from conftest import FEW_ITERATIONS
 from lakeforge import modeling, tracking, training
 from lakeforge.config import SearchDimension, Settings, TimeSplit
 from lakeforge.errors import ModelRejected, TrainingDataError
@@ -29,6 +30,7 @@ def tiny(churn_features) -> Settings:
         churn_features,
         max_evals=3,
         early_stop_rounds=5,
+        fixed_params={**churn_features.use_case.training.fixed_params, **FEW_ITERATIONS},
         split=TimeSplit(validation_from=dt.date(2026, 1, 29), test_from=dt.date(2026, 2, 5)),
     )
 
