@@ -64,7 +64,10 @@ def test_training_set_versions_are_logged_as_datasets(spark, first, tiny):
     for dataset_input in run.inputs.dataset_inputs:
         source = json.loads(dataset_input.dataset.source)
         context = {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"]
-        logged[source["delta_table_name"]] = (int(source["delta_table_version"]), context)
+        assert "is_databricks_uc_table" not in source, source  # a local table, not a Unity Catalog one
+        catalog, table = source["delta_table_name"].split(".", 1)
+        assert catalog == "spark_catalog"
+        logged[table] = (int(source["delta_table_version"]), context)
     lineage = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/lineage.json")["versions"]
     assert {name: version for name, (version, _) in logged.items()} == lineage
     assert logged["gold_feat.churn_labels"][1] == "labels"

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from lakeforge.errors import OrphanedTableError, TableNotFound
 
 T = TypeVar("T")
+SESSION_CATALOG = "spark_catalog"
 # Independent tables (the sources of a use case, the gold tables) are written by concurrent Spark
 # jobs on one session: the driver's per-table work (metastore, Delta log, planning) then overlaps
 # with the executors' work on another table.
@@ -49,6 +50,14 @@ def ensure_schema(spark: SparkSession, schema: str) -> None:
 def plain_name(table: str) -> str:
     """`schema.table` as people write it, from the quoted form `Settings.table` returns."""
     return table.replace("`", "")
+
+
+def full_name(table: str) -> str:
+    """`catalog.schema.table`; a local `schema.table` lives in Spark's session catalog, `spark_catalog`.
+
+    MLflow reads any other first part as a Unity Catalog name and asks Databricks for the table's id."""
+    plain = plain_name(table)
+    return plain if plain.count(".") == 2 else f"{SESSION_CATALOG}.{plain}"
 
 
 def quoted_name(table: str) -> str:

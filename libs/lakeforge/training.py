@@ -291,7 +291,7 @@ def _log_lineage(spark: SparkSession, settings: Settings, training: Training, da
         rows = tables.read_table(spark, table, version)
         dataset = mlflow.data.from_spark(
             rows,
-            table_name=tables.plain_name(table),
+            table_name=tables.full_name(table),
             version=str(version),
             name=tables.plain_name(table),
             digest=f"v{version}",
