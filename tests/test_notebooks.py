@@ -19,6 +19,8 @@ from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from conftest import FEW_ITERATIONS
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
@@ -53,6 +55,7 @@ def kernel(pipeline_run, tmp_path_factory):
         **os.environ,
         "LAKEFORGE_HOME": str(home),
         "LAKEFORGE_PARAM_MAX_EVALS": "2",
+        "LAKEFORGE_PARAM_MAX_ITER": str(FEW_ITERATIONS["maxIter"]),
         "LAKEFORGE_PARAM_SAMPLE_ROWS": "50",
         "PYSPARK_PYTHON": sys.executable,
         "MPLBACKEND": "Agg",
