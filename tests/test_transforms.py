@@ -188,3 +188,14 @@ def test_for_each_table_finishes_every_table_then_raises_the_first_error_in_orde
     with pytest.raises(ValueError, match="^bad1$"):
         tables.for_each_table(["bad1", "a", "bad2", "b", "c", "d"], action)
     assert sorted(finished) == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("`features`.`customer_activity`", "spark_catalog.features.customer_activity"),
+        ("`main`.`features`.`customer_activity`", "main.features.customer_activity"),
+    ],
+)
+def test_full_name_puts_a_local_table_in_the_session_catalog_and_keeps_a_unity_catalog_one(table, expected):
+    assert tables.full_name(table) == expected
