@@ -85,20 +85,27 @@ def test_type_columns_explains_rows_it_cannot_type(spark):
     }
 
 
-def test_latest_record_per_key_wins_by_event_time(spark):
+def test_latest_passing_record_per_key_wins_by_event_time(spark):
     rows = spark.createDataFrame(
         [
-            ("O1", "new", dt.datetime(2026, 1, 2), dt.datetime(2026, 1, 1), "a"),
-            ("O1", "late-old", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 5), "b"),
-            ("O2", "only", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1), "c"),
-            ("O3", "dup", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1), "d"),
-            ("O3", "dup", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1), "e"),
+            ("O1", "new", dt.datetime(2026, 1, 2), dt.datetime(2026, 1, 1), "a", []),
+            ("O1", "late-old", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 5), "b", []),
+            ("O2", "only", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1), "c", []),
+            ("O3", "dup", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1), "d", []),
+            ("O3", "dup", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1), "e", []),
+            # The newest O4 failed an expectation: the older passing row is still the one kept.
+            ("O4", "passed", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1), "f", []),
+            ("O4", "failed", dt.datetime(2026, 1, 3), dt.datetime(2026, 1, 3), "g", ["between:amount"]),
         ],
-        ["order_id", "status", "updated_at", "_ingested_at", "_record_id"],
+        f"order_id string, status string, updated_at timestamp, _ingested_at timestamp, _record_id string, "
+        f"{silver.REASONS} array<string>",
     )
-    flagged = silver.latest_per_key(rows, ["order_id"], "updated_at")
-    kept = {(r["order_id"], r["status"], r["_record_id"]) for r in flagged.where(~F.col("_duplicate")).collect()}
-    assert kept == {("O1", "new", "a"), ("O2", "only", "c"), ("O3", "dup", "e")}
+    flagged = {
+        r["_record_id"]: r["_duplicate"] for r in silver.latest_per_key(rows, ["order_id"], "updated_at").collect()
+    }
+    assert flagged == {"a": False, "b": True, "c": False, "d": True, "e": False, "f": False, "g": False}
+    kept = {(r["order_id"], r["status"]) for r in silver.silver_rows(rows, ["order_id"], "updated_at").collect()}
+    assert kept == {("O1", "new"), ("O2", "only"), ("O3", "dup"), ("O4", "passed")}
 
 
 def test_expectation_failures_only_tag_typed_rows(spark):
@@ -122,6 +129,7 @@ def test_counts_take_one_row_per_key_and_count_the_rest_as_duplicates(spark):
     )
     counts = silver.count_outcomes(tagged, ["key"], "t")
     assert counts == silver.SilverCounts(rows_read=8, rows_merged=3, rows_quarantined=2, duplicates_collapsed=3)
+    assert silver.count_outcomes(tagged.limit(0), ["key"], "t") == silver.SilverCounts(0, 0, 0, 0)
 
 
 @pytest.mark.parametrize(

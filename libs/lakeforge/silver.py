@@ -82,12 +82,16 @@ def add_expectation_failures(typed: DataFrame, failing: dict[str, Column]) -> Da
     return typed.withColumn(REASONS, F.concat(F.col(REASONS), F.filter(F.array(*reasons), lambda r: r.isNotNull())))
 
 
-def latest_per_key(rows: DataFrame, keys: list[str], event_time: str) -> DataFrame:
-    """Keep one row per key, the latest by event time; `_duplicate` marks the others."""
+def latest_per_key(tagged: DataFrame, keys: list[str], event_time: str) -> DataFrame:
+    """Mark with `_duplicate` every passing row but the latest passing one of its key, by event time.
+
+    Rows with quarantine reasons are never duplicates, and never displace an older row that passed.
+    """
+    passed = F.size(REASONS) == 0
     order = Window.partitionBy(*keys).orderBy(
-        F.col(event_time).desc_nulls_last(), F.col("_ingested_at").desc(), F.col("_record_id").desc()
+        passed.desc(), F.col(event_time).desc_nulls_last(), F.col("_ingested_at").desc(), F.col("_record_id").desc()
     )
-    return rows.withColumn("_duplicate", F.row_number().over(order) > 1)
+    return tagged.withColumn("_duplicate", passed & (F.row_number().over(order) > 1))
 
 
 def quarantine_rows(tagged: DataFrame, run_id: str) -> DataFrame:
@@ -99,9 +103,8 @@ def quarantine_rows(tagged: DataFrame, run_id: str) -> DataFrame:
 
 def silver_rows(tagged: DataFrame, keys: list[str], event_time: str) -> DataFrame:
     """Rows that passed, one per key (the latest), without bookkeeping columns other than lineage."""
-    passed = tagged.where(F.size(REASONS) == 0)
-    latest = latest_per_key(passed, keys, event_time)
-    return latest.where(~F.col("_duplicate")).drop(REASONS, CORRUPT, "_duplicate", "_raw")
+    latest = latest_per_key(tagged, keys, event_time).where((F.size(REASONS) == 0) & ~F.col("_duplicate"))
+    return latest.drop(REASONS, CORRUPT, "_duplicate", "_raw")
 
 
 def count_reasons(quarantine: DataFrame) -> dict[str, int]:
@@ -125,14 +128,23 @@ def _last_processed_version(spark: SparkSession, audit: str, bronze: str) -> int
 def count_outcomes(tagged: DataFrame, keys: list[str], event_time: str) -> SilverCounts:
     """Count what a run will do, and check the dedup keeps exactly one row per distinct key.
 
-    Three small aggregates over the cached batch; the distinct keys are counted by a grouping of
-    their own, independently of the window that picks the latest row per key.
+    One Spark job over the cached batch. The keys with a passing row are counted by a grouping of
+    their own, independently of the window that picks the latest row per key; both partition by the
+    keys, so they share one shuffle.
     """
     passed = F.size(REASONS) == 0
-    read, quarantined = tagged.agg(F.count("*"), F.count_if(~passed)).first()
-    latest = latest_per_key(tagged.where(passed), keys, event_time)
-    passing, kept = latest.agg(F.count("*"), F.count_if(~F.col("_duplicate"))).first()
-    distinct_keys = tagged.where(passed).groupBy(*keys).count().count()
+    per_key = (
+        latest_per_key(tagged, keys, event_time)
+        .groupBy(*keys)
+        .agg(
+            F.count("*").alias("read"),
+            F.count_if(~passed).alias("quarantined"),
+            F.count_if(passed).alias("passing"),
+            F.count_if(passed & ~F.col("_duplicate")).alias("kept"),
+        )
+    )
+    totals = [F.coalesce(F.sum(c), F.lit(0)) for c in ("read", "quarantined", "passing", "kept")]  # 0 when empty
+    read, quarantined, passing, kept, distinct_keys = per_key.agg(*totals, F.count_if(F.col("passing") > 0)).first()
     if kept != distinct_keys:
         raise AccountingMismatch(
             f"{read} rows read, {quarantined} quarantined, {passing} passing of which {kept} kept as latest per key, "
