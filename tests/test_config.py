@@ -51,6 +51,10 @@ def _bad_type(data):
     data["sources"]["orders"]["columns"]["amount"] = "money"
 
 
+def _reserved_column(data):
+    data["sources"]["orders"]["columns"]["_source_file"] = "string"
+
+
 def _injection(data):
     data["sources"]["orders; DROP TABLE x"] = data["sources"].pop("orders")
 
@@ -115,6 +119,7 @@ def _labels_source_unexpected(data):
         (_labels_source_unexpected, "features.labels", "cannot be called with inputs"),
         (_drop_event_time, "sources.orders.event_time", "Field required"),
         (_bad_type, "sources.orders.columns", "has type 'money'"),
+        (_reserved_column, "sources.orders.columns", "'_source_file' starts with '_'"),
         (_injection, "sources", "not a valid identifier"),
         (_unknown_expectation, "sources.orders.expectations.0", "not a Great Expectations expectation"),
         (_bad_action, "sources.orders.expectations.0.action", "'warn', 'quarantine' or 'fail'"),

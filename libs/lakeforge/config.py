@@ -119,6 +119,8 @@ class Source(_Strict):
     def _columns_are_typed(cls, value: dict[str, str]) -> dict[str, str]:
         for column, spark_type in value.items():
             check_identifier(column)
+            if column.startswith("_"):
+                raise ValueError(f"column '{column}' starts with '_', which is kept for lakeforge's own columns")
             if spark_type not in SPARK_TYPES:
                 raise ValueError(f"column '{column}' has type '{spark_type}', expected one of {', '.join(SPARK_TYPES)}")
         return value
