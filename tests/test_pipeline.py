@@ -229,6 +229,40 @@ def test_csv_header_change_stops_ingestion_and_writes_nothing(spark, tmp_path, e
     assert not tables.table_exists(spark, table) or spark.read.table(table).count() == 0
 
 
+def test_keys_that_cannot_be_columns_are_rescued_and_silver_runs(spark, tmp_path, environment_for):
+    use_case = load_use_case("churn")
+    use_case = use_case.model_copy(update={"sources": {"orders": use_case.sources["orders"]}, "gold": {}, **NO_MODELS})
+    settings = Settings(use_case=use_case, env=environment_for(tmp_path, "rescue"))
+    order = {"customer_id": "C1", "order_ts": "2026-03-01 10:00:00", "amount": "5", "status": "completed"}
+    batches = [
+        [{"order_id": "O1", "updated_at": "2026-03-01 10:00:00", **order}],
+        [
+            {"order_id": "O1", "updated_at": "2026-03-02 10:00:00", **order, "_record_id": "up-1", "Amount": "9"},
+            {"order_id": "O2", "updated_at": "2026-03-02 10:00:00", **order, "gift wrap": True},
+        ],
+    ]
+    for number, lines in enumerate(batches):
+        folder = Path(settings.env.path("landing")) / "churn" / "orders" / f"batch_{number:05d}"
+        folder.mkdir(parents=True)
+        (folder / "part-00000.json").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    bronze.run(spark, settings)
+
+    landed = _table(spark, settings, "bronze", "orders")
+    assert not {"Amount", "gift wrap"} & set(landed.columns)
+    rescued = {(r["order_id"], r[bronze.RESCUED]) for r in landed.select("order_id", bronze.RESCUED).collect()}
+    assert rescued == {
+        ("O1", None),
+        ("O1", '{"_record_id":"up-1","Amount":"9"}'),
+        ("O2", '{"gift wrap":"true"}'),
+    }
+    assert all("#" in r["_record_id"] for r in landed.select("_record_id").collect())
+
+    counts = silver.run(spark, settings, validate=False)
+    assert (counts["orders"].rows_read, counts["orders"].rows_quarantined) == (3, 0)
+    kept = {tuple(r) for r in _table(spark, settings, "silver", "orders").select("order_id", "amount").collect()}
+    assert kept == {("O1", 5.0), ("O2", 5.0)}
+
+
 def test_dedup_keeping_other_than_one_row_per_key_fails_before_writing(spark, tmp_path, environment_for, monkeypatch):
     use_case = load_use_case("churn")
     use_case = use_case.model_copy(update={"sources": {"orders": use_case.sources["orders"]}, "gold": {}, **NO_MODELS})

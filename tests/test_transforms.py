@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import pytest
@@ -49,10 +50,43 @@ def test_parse_json_lines_keeps_new_keys_and_malformed_text(spark):
     assert bronze.json_keys(lines) == ["amount", "coupon", "order_id"]
     parsed = bronze.parse_json_lines(lines, ["order_id", "amount", "coupon"])
     assert [tuple(r) for r in parsed.orderBy("_source_file").collect()] == [
-        ("O1", "12.5", "X", None, "f1"),
-        (None, None, None, '{"order_id": "O2", "amo', "f2"),
-        (None, None, None, "[1, 2]", "f3"),
-        ("O4", '{"value":3}', None, None, "f4"),
+        ("O1", "12.5", "X", None, None, "f1"),
+        (None, None, None, '{"order_id": "O2", "amo', None, "f2"),
+        (None, None, None, "[1, 2]", None, "f3"),
+        ("O4", '{"value":3}', None, None, None, "f4"),
+    ]
+
+
+def test_split_new_keys_rescues_keys_that_cannot_be_columns():
+    columns = ["order_id", "amount", "coupon"]
+    keys = ["Amount", "_record_id", "_note", "amount", "first name", "gift", "Gift", "order_id", "1st"]
+    rescued = ["Amount", "_record_id", "_note", "first name", "Gift", "1st"]
+    assert bronze.split_new_keys(keys, columns) == (["gift"], rescued)
+
+
+def test_parse_json_lines_rescues_values_of_keys_that_cannot_be_columns(spark):
+    odd_keys = '{"order_id": "O1", "Amount": 3, "_record_id": "x", "first name": {"a": [1]}, "_corrupt_record": "c"}'
+    lines = spark.createDataFrame(
+        [
+            (odd_keys, "f1"),
+            ('{"order_id": "O2", "amount": 4}', "f2"),
+            ('{"order_id": "O3", "Amount": ', "f3"),
+        ],
+        ["value", "_source_file"],
+    )
+    rescued_keys = ["Amount", "_record_id", "first name", "_corrupt_record"]
+    parsed = bronze.parse_json_lines(lines, ["order_id", "amount"], rescued_keys)
+    rows = [tuple(r) for r in parsed.orderBy("_source_file").collect()]
+    assert rows == [
+        (
+            "O1",
+            None,
+            None,
+            '{"Amount":"3","_record_id":"x","first name":"{\\"a\\":[1]}","_corrupt_record":"c"}',
+            "f1",
+        ),
+        ("O2", "4", None, None, "f2"),
+        (None, None, '{"order_id": "O3", "Amount": ', None, "f3"),
     ]
 
 
@@ -63,6 +97,19 @@ def test_to_bronze_rows_adds_new_column_once(spark):
     rows = bronze.to_bronze_rows(lines, ORDERS, known_columns=["order_id", "amount", "updated_at"])
     assert rows.columns[:4] == ["order_id", "amount", "updated_at", "coupon"]
     assert set(bronze.METADATA_COLUMNS) <= set(rows.columns)
+
+
+def test_to_bronze_rows_keeps_its_own_metadata_when_a_key_has_the_same_name(spark):
+    lines = spark.createDataFrame(
+        [('{"order_id": "O1", "_record_id": "upstream-7", "_source_file": "s3://x", "COUPON": "C"}', "f")],
+        ["value", "_source_file"],
+    )
+    rows = bronze.to_bronze_rows(lines, ORDERS, known_columns=["coupon"])
+    assert len(rows.columns) == len(set(rows.columns))
+    [row] = rows.collect()
+    assert (row["_source_file"], row["coupon"]) == ("f", None)
+    assert row["_record_id"].startswith("f#")
+    assert json.loads(row[bronze.RESCUED]) == {"COUPON": "C", "_record_id": "upstream-7", "_source_file": "s3://x"}
 
 
 def test_type_columns_explains_rows_it_cannot_type(spark):
