@@ -132,6 +132,26 @@ def test_type_columns_explains_rows_it_cannot_type(spark):
     }
 
 
+def test_quarantine_keeps_rescued_keys_and_silver_rows_leave_them(spark):
+    rows = _bronze_rows(
+        spark,
+        [
+            ("O1", "12.5", "2026-01-01 10:00:00", None, "r1", "f", "2026-01-02"),
+            ("O2", "twelve", "2026-01-01 10:00:00", None, "r2", "f", "2026-01-02"),
+            (None, None, None, '{"order_id": "O3"', "r3", "f", "2026-01-02"),
+        ],
+    ).withColumn(bronze.RESCUED, F.when(F.col("_record_id") != "r3", F.lit('{"Amount":"12"}')))
+    tagged = silver.add_expectation_failures(silver.type_columns(rows, ORDERS), {})
+    quarantined = silver.quarantine_rows(tagged, "run-1").orderBy("_record_id").collect()
+    assert [(r["order_id"], r["amount"], r[bronze.RESCUED]) for r in quarantined] == [
+        ("O2", "twelve", '{"Amount":"12"}'),
+        (None, None, None),
+    ]
+    kept = silver.silver_rows(tagged, ["order_id"], "updated_at")
+    assert bronze.RESCUED not in kept.columns
+    assert [r["order_id"] for r in kept.collect()] == ["O1"]
+
+
 def test_latest_passing_record_per_key_wins_by_event_time(spark):
     rows = spark.createDataFrame(
         [

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakeforge import tables, validation
-from lakeforge.bronze import CORRUPT
+from lakeforge.bronze import CORRUPT, RESCUED
 from lakeforge.config import Settings, Source
 from lakeforge.errors import AccountingMismatch, ValidationFailed
 
@@ -58,6 +58,7 @@ def type_columns(bronze_rows: DataFrame, source: Source) -> DataFrame:
             )
     extra = [c for c in bronze_rows.columns if c not in source.columns and not c.startswith("_")]
     raw_columns = [c for c in bronze_rows.columns if not c.startswith("_")]
+    rescued = [RESCUED] if RESCUED in bronze_rows.columns else []  # JSON sources only
     return bronze_rows.select(
         *typed,
         *extra,
@@ -66,6 +67,7 @@ def type_columns(bronze_rows: DataFrame, source: Source) -> DataFrame:
         "_source_file",
         "_ingested_at",
         CORRUPT,
+        *rescued,
         F.filter(F.array(*reasons), lambda r: r.isNotNull()).alias(REASONS),
     )
 
@@ -95,16 +97,25 @@ def latest_per_key(tagged: DataFrame, keys: list[str], event_time: str) -> DataF
 
 
 def quarantine_rows(tagged: DataFrame, run_id: str) -> DataFrame:
-    """Rows that failed, as they arrived (strings), with their reasons and the run that caught them."""
+    """Rows that failed, as they arrived (strings, and the keys bronze rescued), with their reasons and
+    the run that caught them."""
+    rescued = [RESCUED] if RESCUED in tagged.columns else []
     return tagged.where(F.size(REASONS) > 0).select(
-        "_raw.*", CORRUPT, REASONS, "_record_id", "_source_file", "_ingested_at", F.lit(run_id).alias("_run_id")
+        "_raw.*",
+        CORRUPT,
+        *rescued,
+        REASONS,
+        "_record_id",
+        "_source_file",
+        "_ingested_at",
+        F.lit(run_id).alias("_run_id"),
     )
 
 
 def silver_rows(tagged: DataFrame, keys: list[str], event_time: str) -> DataFrame:
     """Rows that passed, one per key (the latest), without bookkeeping columns other than lineage."""
     latest = latest_per_key(tagged, keys, event_time).where((F.size(REASONS) == 0) & ~F.col("_duplicate"))
-    return latest.drop(REASONS, CORRUPT, "_duplicate", "_raw")
+    return latest.drop(REASONS, CORRUPT, RESCUED, "_duplicate", "_raw")
 
 
 def count_reasons(quarantine: DataFrame) -> dict[str, int]:
