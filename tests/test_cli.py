@@ -49,3 +49,19 @@ def test_setup_script_checks_java_first(tmp_path):
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Java 17 is required" in result.stderr
+
+
+def test_generate_data_writes_the_batches_asked_for(spark, tmp_path, monkeypatch):
+    """`generate-data --batch 1 --batches 2`: new days 1 and 2 of every source, history (batch 0) untouched."""
+    import lakeforge.session
+    from lakeforge.cli import main
+
+    monkeypatch.setenv("LAKEFORGE_HOME", str(tmp_path))
+    monkeypatch.setattr(lakeforge.session, "build_spark", lambda env, app_name: spark)  # the session's Spark
+    args = ["generate-data", "--use-case", "churn", "--rows", "40", "--seed", "3", "--batch", "1", "--batches", "2"]
+    assert main(args) == 0
+    landing = tmp_path / "landing" / "churn"
+    for source in ("customers", "orders", "tickets", "cancellations"):
+        assert sorted(p.name for p in (landing / source).iterdir()) == ["batch_00001", "batch_00002"], source
+    first, second = (spark.read.text(str(landing / "orders" / f"batch_0000{b}")).collect() for b in (1, 2))
+    assert first and second and first != second
