@@ -159,15 +159,20 @@ def _run(command: list[str], env: dict[str, str], log: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def pipeline_run(tmp_path_factory):
+def pipeline_run(spark, tmp_path_factory):
     """Raw files to monitored predictions through the Airflow DAG, once per session: `airflow dags test` on
     a fresh SQLite Airflow home, every job a real `spark-submit` (SparkSubmitOperator, `spark_default` =
-    local[2]). Airflow lives in its own environment (`.venv-airflow`, made by `setup.sh --dev`). The
-    retraining policy is set to fire (prediction PSI above 1e-9), so the run takes the bootstrap branch
-    (no champion yet: train and gate first) and the retraining branch. The notebooks run on its tables.
+    local[2]). Airflow lives in its own environment (`.venv-airflow`, made by `setup.sh --dev`). The run
+    takes the bootstrap branch (no champion yet: train and gate first) and, under the use case's own
+    retraining policy, `no_retraining`. The retraining branch runs the same two jobs as the bootstrap
+    branch; `test_airflow` checks its decision and wiring on the DAG itself, without two more drivers.
+    The notebooks run on its tables.
 
     Returns (LAKEFORGE_HOME, task states by task id, Airflow log).
     """
+    from lakeforge.config import load_use_case
+    from lakeforge.datagen import BatchSpec, generate_batch
+
     if not AIRFLOW.exists():
         pytest.fail(f"{AIRFLOW} is missing: run ./setup.sh --dev (it installs Airflow in its own environment)")
     root = tmp_path_factory.mktemp("airflow")
@@ -178,15 +183,17 @@ def pipeline_run(tmp_path_factory):
         "LAKEFORGE_REPO": str(REPO),
         "LAKEFORGE_PYTHON": sys.executable,
         "LAKEFORGE_RETRIES": "0",  # a failing task fails the run now, not after two 5-minute retries
-        "LAKEFORGE_SET": " ".join(["use_case.monitoring.retraining.max_prediction_psi=1e-9", *ONE_TRIAL]),
+        "LAKEFORGE_SET": " ".join(ONE_TRIAL),
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
         "SPARK_LOCAL_IP": "127.0.0.1",
     }
-    lakeforge = str(Path(sys.executable).with_name("lakeforge"))
-    _run([lakeforge, "generate-data", "--use-case", "churn", "--rows", "3000", "--seed", "5"], env, log)
+    # What `lakeforge generate-data --rows 3000 --seed 5` writes, in this worker's Spark: a driver of its own
+    # would cost a cold JVM.
+    churn = load_use_case("churn", check_expectations=False)
+    generate_batch(spark, churn, str(home / "landing"), BatchSpec(3000, 5, 0))
     _run([str(AIRFLOW), "db", "migrate"], env, log)
     _run([str(AIRFLOW), "dags", "test", DAG_ID, "2026-03-01"], env, log)
     with sqlite3.connect(airflow_home / "airflow.db") as db:
@@ -200,8 +207,9 @@ def pytest_collection_modifyitems(items):
     output (its DAG, the cluster run, the notebooks) share one session fixture and run their own Spark
     processes, so they run on one worker while the in-process Spark tests run on the other. The SQL
     server test also runs only processes of its own (PostgreSQL, Thrift, a writer job) and joins the
-    first group, which otherwise ends about two minutes before the second."""
+    first group. So does the maintenance use case, whose tests share no fixture with the other in-process
+    tests: without it, the first group ends about a minute before the second."""
     for item in items:
         own_processes = {"pipeline_run", "sql_server"} & set(item.fixturenames)
-        group = "pipeline" if own_processes else "in_process"
+        group = "pipeline" if own_processes or item.path.name == "test_maintenance.py" else "in_process"
         item.add_marker(pytest.mark.xdist_group(group))
