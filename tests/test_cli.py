@@ -1,7 +1,8 @@
-"""The command line: clear errors before Spark starts, and the setup script's Java check."""
+"""The command line: clear errors before Spark starts, the setup script's Java check, and `generate-data`."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -54,8 +55,10 @@ def test_setup_script_checks_java_first(tmp_path):
 def test_generate_data_writes_the_batches_asked_for(spark, tmp_path, monkeypatch):
     """`generate-data --batch 1 --batches 2`: new days 1 and 2 of every source, history (batch 0) untouched."""
     import lakeforge.session
-    from lakeforge.cli import main
+    from lakeforge.cli import log, main
 
+    for attribute in ("handlers", "level", "propagate"):  # main() sets up the lakeforge logger for a process
+        monkeypatch.setattr(log, attribute, copy.copy(getattr(log, attribute)))
     monkeypatch.setenv("LAKEFORGE_HOME", str(tmp_path))
     monkeypatch.setattr(lakeforge.session, "build_spark", lambda env, app_name: spark)  # the session's Spark
     args = ["generate-data", "--use-case", "churn", "--rows", "40", "--seed", "3", "--batch", "1", "--batches", "2"]
