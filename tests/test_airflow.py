@@ -45,25 +45,23 @@ def test_the_jobs_wrote_their_tables(spark, pipeline_run):
 # Run in Airflow's own environment: imports the DAG file, then asks its branch tasks what they would follow
 # for each state of the files the jobs write, and prints what it found as JSON.
 BRANCHES = """
-import importlib.util, json, os, sys
-from pathlib import Path
+import importlib.util, json, sys
 
-home = Path(os.environ["LAKEFORGE_HOME"])
 spec = importlib.util.spec_from_file_location("lakeforge_pipeline", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 dag = module.dag
+retraining, champion_exists = (dag.get_task(t).python_callable for t in ("retraining_decision", "champion_exists"))
 decision, champion = module.decision_file(), module.champion_file()
 decision.parent.mkdir(parents=True)
 champion.parent.mkdir(parents=True)
-follows = {}
-follows["no decision"] = dag.get_task("retraining_decision").python_callable()
+follows = {"no decision": retraining()}
 for retrain in (True, False):
     decision.write_text(json.dumps({"retrain": retrain, "reasons": []}))
-    follows[f"retrain {retrain}"] = dag.get_task("retraining_decision").python_callable()
-follows["no champion"] = dag.get_task("champion_exists").python_callable()
+    follows[f"retrain {retrain}"] = retraining()
+follows["no champion"] = champion_exists()
 champion.write_text(json.dumps({"model_name": "m", "version": "1"}))
-follows["champion"] = dag.get_task("champion_exists").python_callable()
+follows["champion"] = champion_exists()
 tasks = {
     task_id: {
         "downstream": sorted(task.downstream_task_ids),
