@@ -12,10 +12,12 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+from pyspark.sql import Row
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
-from lakeforge import databricks_jobs, monitoring, scoring, tables
+from lakeforge import databricks_jobs, monitoring, reference, scoring, tables, tracking
+from lakeforge import training as training_job
 from lakeforge.config import RetrainingPolicy, Settings
 from lakeforge.errors import LakeforgeError, MissingPredictions, RetrainingFailed
 
@@ -41,8 +43,8 @@ def monitored(spark, churn_champion):
     return settings, monitoring.run(spark, settings, LABELLED_DATES[-1])
 
 
-def _table(spark, settings: Settings, name: str):
-    return spark.read.table(settings.table("ops", name))
+def _table(spark, settings: Settings, name: str, schema: str = "ops"):
+    return spark.read.table(settings.table(schema, name))
 
 
 def test_drift_rows_cover_every_feature_statistic_and_the_prediction(spark, monitored):
@@ -108,6 +110,96 @@ def test_decision_file_and_table_say_why(spark, monitored):
     assert recorded["retrain"] is False and recorded["scoring_date"] == str(result.scoring_date)
     row = _table(spark, settings, settings.use_case.monitoring.decisions_table).collect()[0]
     assert (row.retrain, row.trigger, row.outcome) == (False, "record", "no retraining needed")
+
+
+def _scored_training_set(spark, settings: Settings, model) -> list:
+    """The model's training set rebuilt from its logged Delta versions and scored by it: the reference's contents."""
+    training, data = training_job.logged_training_set(spark, settings, model.run_id)
+    uri = f"models:/{model.model_name}/{model.model_version}"
+    rows = data.train.unionByName(data.validation)
+    scored = scoring.score_rows(spark, uri, rows, training.decision_threshold)
+    return sorted(scored.select(*reference.columns(training)).collect(), key=repr)
+
+
+def _saved_reference(spark, settings: Settings, model) -> list:
+    rows = _table(spark, settings, settings.use_case.monitoring.reference_table)
+    mine = rows.where(F.col("run_id") == model.run_id)
+    assert {(r.model_name, r.model_version) for r in mine.collect()} <= {(model.model_name, model.model_version)}
+    return sorted(mine.drop(*reference.MODEL_COLUMNS).collect(), key=repr)
+
+
+def _champion(spark, settings: Settings, scoring_date: dt.date):
+    predictions = _table(spark, settings, settings.use_case.scoring.table, "gold")
+    todays = predictions.where(F.col("scoring_date") == scoring_date)
+    return todays, todays.select("model_name", "model_version", "run_id").distinct().collect()[0]
+
+
+def _drift(spark, settings: Settings, scoring_date: dt.date, todays, model) -> list:
+    results, reference_set, current, _, _ = monitoring.measure_drift(spark, settings, scoring_date, model, todays)
+    reference_set.unpersist()
+    current.unpersist()
+    return results
+
+
+def test_promotion_saved_the_champions_scored_training_set_as_its_reference(spark, monitored):
+    settings, result = monitored
+    _, model = _champion(spark, settings, result.scoring_date)
+    saved = _saved_reference(spark, settings, model)
+    assert saved == _scored_training_set(spark, settings, model)
+    assert {row.predicted_label for row in saved} == {0, 1}
+    assert max(r.reference_rows for r in result.drift) == len(saved)
+
+
+def test_monitor_reads_the_saved_reference_without_the_logged_delta_versions(spark, monitored, monkeypatch):
+    """Time travel to the training run's versions fails once VACUUM or log retention removed them."""
+    settings, result = monitored
+    todays, model = _champion(spark, settings, result.scoring_date)
+
+    def vacuumed(*_args, **_kwargs):
+        raise AssertionError("the monitor rebuilt the training set although its reference was saved")
+
+    monkeypatch.setattr(monitoring.training_job, "logged_training_set", vacuumed)
+    assert _drift(spark, settings, result.scoring_date, todays, model) == result.drift
+
+
+def test_a_model_promoted_without_a_reference_gets_it_on_its_first_monitor_run(spark, monitored):
+    settings, result = monitored
+    todays, model = _champion(spark, settings, result.scoring_date)
+    table = settings.table("ops", settings.use_case.monitoring.reference_table)
+    saved = _saved_reference(spark, settings, model)
+    spark.sql(f"DELETE FROM {table} WHERE run_id = '{model.run_id}'")
+    assert _saved_reference(spark, settings, model) == []
+    for _ in range(2):
+        assert _drift(spark, settings, result.scoring_date, todays, model) == result.drift
+        assert _saved_reference(spark, settings, model) == saved
+
+
+def test_saving_a_reference_again_replaces_its_rows(spark, monitored):
+    settings, result = monitored
+    _, model = _champion(spark, settings, result.scoring_date)
+    saved = _saved_reference(spark, settings, model)
+    training, data = training_job.logged_training_set(spark, settings, model.run_id)
+    rows = data.train.unionByName(data.validation)
+    reference.save(spark, settings, training, rows, **model.asDict())
+    assert _saved_reference(spark, settings, model) == saved
+
+
+def test_replace_rows_keeps_other_rows_adds_new_columns_and_refuses_rows_outside_the_match(spark):
+    spark.sql("CREATE SCHEMA IF NOT EXISTS replace_rows_test")
+    table = "replace_rows_test.versions"
+    spark.sql(f"DROP TABLE IF EXISTS {table}")
+    rows = [("m", "1", 0.1), ("m", "1", 0.2), ("m", "2", 0.3)]
+    first = spark.createDataFrame(rows, "name string, v string, x double")
+    tables.replace_rows(first.where("v = '1'"), table, {"name": "m", "v": "1"})
+    tables.replace_rows(first.where("v = '2'"), table, {"name": "m", "v": "2"})
+    again = spark.createDataFrame([("m", "1", 0.5, "new")], "name string, v string, x double, y string")
+    tables.replace_rows(again, table, {"name": "m", "v": "1"})
+    assert sorted(spark.read.table(table).collect()) == [("m", "1", 0.5, "new"), ("m", "2", 0.3, None)]
+    version = tables.table_version(spark, table)
+    with pytest.raises(ValueError, match="rows outside"):
+        tables.replace_rows(first, table, {"name": "m", "v": "2"})
+    assert tables.table_version(spark, table) == version
+    spark.sql("DROP SCHEMA replace_rows_test CASCADE")
 
 
 def test_missing_predictions_write_nothing(spark, monitored):
@@ -230,7 +322,12 @@ def test_rerun_that_fires_locally_trains_a_new_version_and_replaces_the_dates_ro
     fired = monitoring.run(spark, firing, result.scoring_date)
     assert drift_table.where(F.col("scoring_date") == result.scoring_date).count() == before
     assert fired.decision.retrain and "prediction PSI" in fired.decision.reasons[0]
-    assert fired.triggered.startswith("trained version 2 in process")
+    assert fired.triggered == "trained version 2 in process: promoted"
+    champion = tracking.version_by_alias(fired.model_name, tracking.CHAMPION)
+    promoted = Row(model_name=fired.model_name, model_version=str(champion.version), run_id=champion.run_id)
+    assert promoted.model_version == "2" and _saved_reference(spark, firing, promoted) == _scored_training_set(
+        spark, firing, promoted
+    )
     row = (
         _table(spark, settings, settings.use_case.monitoring.decisions_table)
         .where(F.col("scoring_date") == result.scoring_date)

@@ -432,6 +432,7 @@ class Monitoring(_Strict):
     drift_table: str = "drift_metrics"
     quality_table: str = "model_quality"
     decisions_table: str = "retraining_decisions"
+    reference_table: str = "monitoring_reference"
     numeric_tests: list[Literal["psi", "ks", "jensenshannon"]] = Field(default=["psi", "ks"], min_length=1)
     categorical_tests: list[Literal["jensenshannon", "chisquare", "psi"]] = Field(
         default=["jensenshannon", "chisquare"], min_length=1
@@ -442,7 +443,7 @@ class Monitoring(_Strict):
     report_sample_rows: int = Field(default=5000, ge=100)
     retraining: RetrainingPolicy = RetrainingPolicy()
 
-    @field_validator("drift_table", "quality_table", "decisions_table")
+    @field_validator("drift_table", "quality_table", "decisions_table", "reference_table")
     @classmethod
     def _names_are_identifiers(cls, value: str) -> str:
         return check_identifier(value)

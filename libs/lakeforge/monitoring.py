@@ -1,8 +1,10 @@
 """The monitoring job: drift of a model's inputs and scores, its quality once labels arrive, and retraining.
 
 For one scoring date it takes the model that wrote that date's predictions and
-- rebuilds the training set that model was fitted on from its logged Delta versions (the
-  reference) and scores it with the same model, so feature and prediction drift share one baseline;
+- reads that model's reference: its training set scored by it, saved when the gate promoted it
+  (`reference`), so feature and prediction drift share one baseline. A model promoted before the
+  reference table existed has its training set rebuilt from its logged Delta versions, scored and
+  saved on its first run;
 - compares the date's features and scores against it in Spark (`drift.compare`) and upserts one row
   per column and statistic into the drift-metrics table, plus an Evidently HTML report on a bounded
   sample stratified by predicted label, logged to MLflow;
@@ -26,9 +28,9 @@ import mlflow
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lakeforge import drift, feature_store, modeling, quality, scoring, tables, tracking
+from lakeforge import drift, feature_store, modeling, quality, reference, tables, tracking
 from lakeforge import training as training_job
-from lakeforge.config import Monitoring, RetrainingPolicy, Settings
+from lakeforge.config import Monitoring, RetrainingPolicy, Settings, Training
 from lakeforge.errors import LakeforgeError, MissingPredictions
 
 log = logging.getLogger(__name__)
@@ -111,17 +113,31 @@ def _predictions_for(
     return predictions, scoring_date
 
 
+def reference_rows(spark: SparkSession, settings: Settings, model) -> tuple[Training, DataFrame]:
+    """The model's logged training config and its saved reference, saved first if it never was."""
+    training = training_job.logged_training(model.run_id)
+    saved = reference.load(spark, settings, training, model.run_id)
+    if saved is not None:
+        return training, saved
+    log.info(
+        "monitor: no saved reference for %s version %s: rebuilding its training set from the logged Delta versions",
+        model.model_name,
+        model.model_version,
+    )
+    _, data = training_job.logged_training_set(spark, settings, model.run_id)
+    rows = data.train.unionByName(data.validation)
+    reference.save(spark, settings, training, rows, **model.asDict())
+    return training, reference.load(spark, settings, training, model.run_id)
+
+
 def measure_drift(
     spark: SparkSession, settings: Settings, scoring_date: dt.date, model, current_predictions: DataFrame
 ) -> tuple[list[drift.ColumnDrift], DataFrame, DataFrame, list[str], list[str]]:
-    """The model's training set (scored by it) against the date's features and predictions."""
+    """The model's reference (its training set, scored by it) against the date's features and predictions."""
     monitoring = _monitoring(settings)
-    training, data = training_job.logged_training_set(spark, settings, model.run_id)
+    training, reference_set = reference_rows(spark, settings, model)
     numeric, categorical = list(training.numeric_features), list(training.categorical_features)
-    columns = [*numeric, *categorical, PREDICTION_COLUMN, "predicted_label"]
-    model_uri = f"models:/{model.model_name}/{model.model_version}"
-    reference_rows = data.train.unionByName(data.validation)
-    reference = scoring.score_rows(spark, model_uri, reference_rows, training.decision_threshold).select(*columns)
+    columns = reference.columns(training)
     features, _ = feature_store.scoring_set(spark, settings, dt.datetime.combine(scoring_date, dt.time()))
     entity = feature_store.entity_keys(settings)
     current = (
@@ -129,9 +145,9 @@ def measure_drift(
         .join(current_predictions.select(*entity, PREDICTION_COLUMN, "predicted_label"), entity)
         .select(*columns)
     )
-    reference, current = reference.persist(), current.persist()
+    reference_set, current = reference_set.persist(), current.persist()
     results = drift.compare(
-        reference,
+        reference_set,
         current,
         [*numeric, PREDICTION_COLUMN],
         categorical,
@@ -139,7 +155,7 @@ def measure_drift(
         monitoring.categorical_tests,
         monitoring.thresholds,
     )
-    return results, reference, current, numeric, categorical
+    return results, reference_set, current, numeric, categorical
 
 
 def drift_rows(spark: SparkSession, results: list[drift.ColumnDrift], scoring_date: dt.date, model) -> DataFrame:
@@ -330,15 +346,15 @@ def run(
         )
     model = models[0]
     tables.ensure_schema(spark, settings.schema("ops"))
-    results, reference, current, numeric, categorical = measure_drift(spark, settings, scoring_date, model, todays)
+    results, reference_set, current, numeric, categorical = measure_drift(spark, settings, scoring_date, model, todays)
     tables.upsert(
         drift_rows(spark, results, scoring_date, model), settings.table("ops", monitoring.drift_table), DRIFT_KEYS
     )
     share, prediction_psi = drift_summary(results)
     report_name = f"drift-{scoring_date.isoformat()}-v{model.model_version}.html"
     report = Path(settings.env.path("reports")) / "monitoring" / settings.use_case.name / report_name
-    write_report(monitoring, reference, current, numeric, categorical, report)
-    reference.unpersist()
+    write_report(monitoring, reference_set, current, numeric, categorical, report)
+    reference_set.unpersist()
     current.unpersist()
     history = measure_quality(spark, settings, predictions)
     recent_auc = [

@@ -271,14 +271,30 @@ def overwrite(df: DataFrame, table: str) -> None:
 def replace_partition(df: DataFrame, table: str, column: str, value: str) -> None:
     """Replace the rows whose `column` equals `value` in one transaction (`replaceWhere`): a rerun of
     the same partition replaces it, never duplicates it; other partitions are untouched."""
+    replace_rows(df, table, {column: value}, partition_by=[column])
+
+
+def replace_rows(df: DataFrame, table: str, match: dict[str, str], partition_by: list[str] | None = None) -> None:
+    """Replace the rows whose columns equal `match` in one transaction (`replaceWhere`), creating the
+    table if needed; a rerun replaces the same rows, never duplicates them, and other rows are untouched.
+    New columns in `df` are added to the table (rows written before them read NULL there)."""
     spark = df.sparkSession
     if not table_exists(spark, table):
         clear_orphaned_create(spark, table)
-        DeltaTable.createIfNotExists(spark).tableName(table).addColumns(df.schema).partitionedBy(column).execute()
-    condition = f"`{column}` = '{value}'"
+        builder = DeltaTable.createIfNotExists(spark).tableName(table).addColumns(df.schema)
+        if partition_by:
+            builder = builder.partitionedBy(*partition_by)
+        builder.execute()
+    condition = " AND ".join(f"`{column}` = {_sql_string(value)}" for column, value in match.items())
     if df.where(f"NOT ({condition})").limit(1).count():
-        raise ValueError(f"rows outside {condition} cannot replace that partition of {table}")
-    df.write.format("delta").mode("overwrite").option("replaceWhere", condition).saveAsTable(table)
+        raise ValueError(f"rows outside {condition} cannot replace those rows of {table}")
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", condition)
+        .option("mergeSchema", "true")
+        .saveAsTable(table)
+    )
 
 
 def replace_view(spark: SparkSession, view: str, query: str) -> None:

@@ -25,7 +25,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge import feature_store, modeling, single_node, tables, tracking
+from lakeforge import feature_store, modeling, reference, single_node, tables, tracking
 from lakeforge.config import Settings, Training
 from lakeforge.errors import LakeforgeError, ModelRejected
 from lakeforge.provenance import code_version
@@ -366,6 +366,15 @@ def validate(spark: SparkSession, settings: Settings) -> GateDecision:
             )
     promoted = not reasons
     if promoted:
+        reference.save(
+            spark,
+            settings,
+            training,
+            data.train.unionByName(data.validation),
+            model_name=name,
+            model_version=challenger.version,
+            run_id=challenger.run_id,
+        )
         tracking.set_alias(name, tracking.CHAMPION, challenger.version)
     tracking.export_champion(settings, name)
     tracking.tag_version(
@@ -410,9 +419,14 @@ def _score(name: str, version: str, data: PreparedData, training: Training) -> d
     return single_node.evaluate_scores(test[modeling.LABEL].astype(int).to_numpy(), scores, training.decision_threshold)
 
 
+def logged_training(run_id: str) -> Training:
+    """The training config a run logged (its features, threshold and search), not today's config."""
+    return Training.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINING_ARTIFACT}"))
+
+
 def logged_training_set(spark: SparkSession, settings: Settings, run_id: str) -> tuple[Training, PreparedData]:
     """A training run's own config and its training set, rebuilt from the Delta versions it logged."""
-    training = Training.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINING_ARTIFACT}"))
+    training = logged_training(run_id)
     lineage = mlflow.artifacts.load_dict(f"runs:/{run_id}/{LINEAGE_ARTIFACT}")
     return training, prepare(spark, settings, training, _versions(lineage), lineage.get("text_pipeline"))
 
