@@ -184,6 +184,18 @@ def test_saving_a_reference_again_replaces_its_rows(spark, monitored):
     assert _saved_reference(spark, settings, model) == saved
 
 
+def test_a_use_case_without_monitoring_saves_no_reference(spark, monitored):
+    settings, result = monitored
+    unmonitored = settings.model_copy(update={"use_case": settings.use_case.model_copy(update={"monitoring": None})})
+    _, model = _champion(spark, settings, result.scoring_date)
+    training = training_job.logged_training(model.run_id)
+    assert reference.table_name(unmonitored) is None
+    assert reference.load(spark, unmonitored, training, model.run_id) is None
+    before = tables.table_version(spark, settings.table("ops", settings.use_case.monitoring.reference_table))
+    reference.save(spark, unmonitored, training, spark.range(0), **model.asDict())
+    assert tables.table_version(spark, settings.table("ops", settings.use_case.monitoring.reference_table)) == before
+
+
 def test_replace_rows_keeps_other_rows_adds_new_columns_and_refuses_rows_outside_the_match(spark):
     spark.sql("CREATE SCHEMA IF NOT EXISTS replace_rows_test")
     table = "replace_rows_test.versions"
