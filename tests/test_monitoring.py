@@ -177,9 +177,12 @@ def test_saving_a_reference_again_replaces_its_rows(spark, monitored):
     settings, result = monitored
     _, model = _champion(spark, settings, result.scoring_date)
     saved = _saved_reference(spark, settings, model)
+    table = settings.table("ops", settings.use_case.monitoring.reference_table)
+    before = tables.table_version(spark, table)
     training, data = training_job.logged_training_set(spark, settings, model.run_id)
     rows = data.train.unionByName(data.validation)
     reference.save(spark, settings, training, rows, **model.asDict())
+    assert tables.table_version(spark, table) == before + 1  # written again, in one commit
     assert _saved_reference(spark, settings, model) == saved
 
 
