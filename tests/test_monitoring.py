@@ -122,7 +122,7 @@ def _scored_training_set(spark, settings: Settings, model) -> list:
 
 
 def _saved_reference(spark, settings: Settings, model) -> list:
-    rows = _table(spark, settings, settings.use_case.monitoring.reference_table)
+    rows = spark.read.table(reference.table_name(settings))
     mine = rows.where(F.col("run_id") == model.run_id)
     assert {(r.model_name, r.model_version) for r in mine.collect()} <= {(model.model_name, model.model_version)}
     return sorted(mine.drop(*reference.MODEL_COLUMNS).collect(), key=repr)
@@ -165,7 +165,7 @@ def test_monitor_reads_the_saved_reference_without_the_logged_delta_versions(spa
 def test_a_model_promoted_without_a_reference_gets_it_on_its_first_monitor_run(spark, monitored):
     settings, result = monitored
     todays, model = _champion(spark, settings, result.scoring_date)
-    table = settings.table("ops", settings.use_case.monitoring.reference_table)
+    table = reference.table_name(settings)
     saved = _saved_reference(spark, settings, model)
     spark.sql(f"DELETE FROM {table} WHERE run_id = '{model.run_id}'")
     assert _saved_reference(spark, settings, model) == []
@@ -177,7 +177,7 @@ def test_saving_a_reference_again_replaces_its_rows(spark, monitored):
     settings, result = monitored
     _, model = _champion(spark, settings, result.scoring_date)
     saved = _saved_reference(spark, settings, model)
-    table = settings.table("ops", settings.use_case.monitoring.reference_table)
+    table = reference.table_name(settings)
     before = tables.table_version(spark, table)
     training, data = training_job.logged_training_set(spark, settings, model.run_id)
     rows = data.train.unionByName(data.validation)
@@ -193,9 +193,9 @@ def test_a_use_case_without_monitoring_saves_no_reference(spark, monitored):
     training = training_job.logged_training(model.run_id)
     assert reference.table_name(unmonitored) is None
     assert reference.load(spark, unmonitored, training, model.run_id) is None
-    before = tables.table_version(spark, settings.table("ops", settings.use_case.monitoring.reference_table))
+    before = tables.table_version(spark, reference.table_name(settings))
     reference.save(spark, unmonitored, training, spark.range(0), **model.asDict())
-    assert tables.table_version(spark, settings.table("ops", settings.use_case.monitoring.reference_table)) == before
+    assert tables.table_version(spark, reference.table_name(settings)) == before
 
 
 def test_replace_rows_keeps_other_rows_adds_new_columns_and_refuses_rows_outside_the_match(spark):
