@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from jvm_class_archive import MAKING_ARCHIVE, sharing_options
 from lakeforge.config import Environment, Paths, Schemas, SearchDimension, Settings, SparkSettings, TimeSplit
 
 # Every JVM the tests start (this session's Spark, spark-submit drivers under Airflow, the crash test's
@@ -32,10 +31,6 @@ TEST_JVM_OPTIONS = (
 )
 if TEST_JVM_OPTIONS not in os.environ.get("JAVA_TOOL_OPTIONS", ""):
     os.environ["JAVA_TOOL_OPTIONS"] = f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {TEST_JVM_OPTIONS}".strip()
-# And they map the classes Spark loads from one archive (see jvm_class_archive), made before the first
-# test by the process that starts the workers; the workers inherit the option.
-if "SharedArchiveFile" not in os.environ["JAVA_TOOL_OPTIONS"] and not os.environ.get(MAKING_ARCHIVE):
-    os.environ["JAVA_TOOL_OPTIONS"] = f"{os.environ['JAVA_TOOL_OPTIONS']} {sharing_options()}".strip()
 
 
 def make_environment(root: Path, suffix: str) -> Environment:
