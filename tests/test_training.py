@@ -68,6 +68,9 @@ def test_training_set_versions_are_logged_as_datasets(spark, first, tiny):
         catalog, table = source["delta_table_name"].split(".", 1)
         assert catalog == "spark_catalog"
         logged[table] = (int(source["delta_table_version"]), context)
+        # Profiled by the exact row count of the version logged, not mlflow's approximate one.
+        at_version = spark.read.option("versionAsOf", logged[table][0]).table(source["delta_table_name"])
+        assert json.loads(dataset_input.dataset.profile) == {"num_rows": at_version.count()}, table
     lineage = mlflow.artifacts.load_dict(f"runs:/{result.run_id}/lineage.json")["versions"]
     assert {name: version for name, (version, _) in logged.items()} == lineage
     assert logged["gold_feat.churn_labels"][1] == "labels"

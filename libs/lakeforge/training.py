@@ -288,15 +288,13 @@ def _log_lineage(spark: SparkSession, settings: Settings, training: Training, da
     mlflow.log_dict(json.loads(training.model_dump_json()), TRAINING_ARTIFACT)
     labels_table = settings.table("gold", settings.use_case.features.labels.table)
     for table, version in data.versions.items():
-        rows = tables.read_table(spark, table, version)
-        dataset = mlflow.data.from_spark(
-            rows,
-            table_name=tables.full_name(table),
-            version=str(version),
+        tracking.log_table_input(
+            tables.read_table(spark, table, version),
+            tables.full_name(table),
+            version,
             name=tables.plain_name(table),
-            digest=f"v{version}",
+            context="labels" if table == labels_table else "features",
         )
-        mlflow.log_input(dataset, context="labels" if table == labels_table else "features")
 
 
 def _log_evaluation(model: PipelineModel, predictions: DataFrame) -> None:
