@@ -88,8 +88,8 @@ class DeltaTableDataset(SparkDataset):
     """A Delta table at one version as a run's input, profiled by its exact row count.
 
     mlflow profiles a Spark dataset with an approximate count through Python workers: a scan of the
-    table, cut off after 5 s. Delta answers a count from the file statistics in its log without a scan
-    (a feature table on a fresh driver: 0.25 s against 1.7 s).
+    table, cut off after 5 s. Delta answers a count from the file statistics in its log (which it writes
+    by default) without a scan: a feature table on a fresh driver took 0.25 s against 1.7 s.
     """
 
     @property
