@@ -187,3 +187,13 @@ def test_set_overrides_are_typed_and_validated():
         load_settings("churn", "local", overrides=["catalog=main"])
     with pytest.raises(ConfigError, match=r"key 'env.catalog; DROP TABLE x'"):
         load_settings("churn", "local", overrides=["env.catalog; DROP TABLE x"])
+
+
+def test_set_overrides_name_a_spark_setting_by_its_whole_dotted_name():
+    overrides = ["env.spark.conf.spark.sql.shuffle.partitions=2", "env.spark.conf.spark.sql.ansi.enabled=true"]
+    settings = load_settings("churn", "cluster", overrides=overrides)
+    # One key each, kept as the strings Spark reads, beside the file's own settings; not nested mappings.
+    assert settings.env.spark.conf == {"spark.sql.shuffle.partitions": "2", "spark.sql.ansi.enabled": "true"}
+    assert settings.env.spark.mode == "cluster"
+    with pytest.raises(ConfigError, match=r"cluster.yml: key 'spark.conf.'"):
+        load_settings("churn", "cluster", overrides=["env.spark.conf.=2"])

@@ -652,20 +652,31 @@ def _parse(model: type[BaseModel], data: dict[str, Any], path: Path, context: di
         raise ConfigError(str(path), key, error["msg"]) from exc
 
 
+SPARK_CONF_KEY = "spark.conf."
+
+
 def apply_overrides(data: dict[str, Any], overrides: dict[str, str], path: Path) -> dict[str, Any]:
-    """Set dotted keys (`catalog`, `tracking.model_schema`) to YAML-parsed values, as `--set` asks."""
+    """Set dotted keys (`catalog`, `tracking.model_schema`) to YAML-parsed values, as `--set` asks.
+
+    Spark settings are named by their whole dotted name: `spark.conf.spark.sql.shuffle.partitions=2`
+    sets the one key `spark.sql.shuffle.partitions` of `spark.conf`, to the string "2", as Spark reads it.
+    """
     for key, raw in overrides.items():
         node = data
-        *parents, leaf = key.split(".")
+        if key.startswith(SPARK_CONF_KEY) and key != SPARK_CONF_KEY:
+            parents, leaf, value = ["spark", "conf"], key.removeprefix(SPARK_CONF_KEY), raw
+        else:
+            *parents, leaf = key.split(".")
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path} (--set)", key, f"a YAML value ({exc})") from exc
         for part in parents:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"{path} (--set)", key, f"'{part}' to be a mapping, it is {child!r}")
             node = child
-        try:
-            node[leaf] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} (--set)", key, f"a YAML value ({exc})") from exc
+        node[leaf] = value
     return data
 
 
