@@ -172,6 +172,11 @@ ONE_TRIAL = [
 FEW_PARTITIONS = ["env.spark.conf.spark.sql.shuffle.partitions=2"]
 
 
+def set_arguments(overrides: list[str]) -> list[str]:
+    """`["a=1", "b=2"]` as `lakeforge run` arguments: `["--set", "a=1", "--set", "b=2"]`."""
+    return [argument for override in overrides for argument in ("--set", override)]
+
+
 def _run(command: list[str], env: dict[str, str], log: Path) -> None:
     with log.open("a") as out:
         done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False, timeout=1800)

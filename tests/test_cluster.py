@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import FEW_PARTITIONS, ONE_TRIAL
+from conftest import FEW_PARTITIONS, ONE_TRIAL, set_arguments
 from lakeforge.session import DELTA_PACKAGE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def cluster_home(pipeline_run, tmp_path_factory):
             "--conf", f"spark.pyspark.python={sys.executable}",
             str(REPO / "libs" / "lakeforge" / "cli.py"),
             "run", *STEPS, "--use-case", "churn", "--env", "cluster",
-            *(arg for pair in FEW_PARTITIONS + ONE_TRIAL for arg in ("--set", pair)),
+            *set_arguments(FEW_PARTITIONS + ONE_TRIAL),
         ]  # fmt: skip
         with log.open("w") as out:
             done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False, timeout=1800)

@@ -9,6 +9,7 @@ import yaml
 
 from lakeforge.config import check_identifier, load_environment, load_settings, load_use_case
 from lakeforge.errors import ConfigError
+from lakeforge.session import spark_conf
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -195,5 +196,6 @@ def test_set_overrides_name_a_spark_setting_by_its_whole_dotted_name():
     # One key each, kept as the strings Spark reads, beside the file's own settings; not nested mappings.
     assert settings.env.spark.conf == {"spark.sql.shuffle.partitions": "2", "spark.sql.ansi.enabled": "true"}
     assert settings.env.spark.mode == "cluster"
+    assert spark_conf(settings.env, "job")["spark.sql.shuffle.partitions"] == "2"  # what the session is built with
     with pytest.raises(ConfigError, match=r"cluster.yml: key 'spark.conf.'"):
         load_settings("churn", "cluster", overrides=["env.spark.conf.=2"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import FEW_PARTITIONS
+from conftest import FEW_PARTITIONS, set_arguments
 from lakeforge.cli import run_steps
 from lakeforge.config import Settings, load_use_case
 from lakeforge.datagen import BatchSpec, generate_batch
@@ -39,9 +39,8 @@ MEDALLION = ["ingest", "silver", "gold"]
 
 def _start(home: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "LAKEFORGE_HOME": str(home)}
-    few_partitions = [arg for pair in FEW_PARTITIONS for arg in ("--set", pair)]
     return subprocess.Popen(
-        [sys.executable, "-m", "lakeforge.cli", *args, *few_partitions],
+        [sys.executable, "-m", "lakeforge.cli", *args, *set_arguments(FEW_PARTITIONS)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
