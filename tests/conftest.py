@@ -41,6 +41,11 @@ if TEST_JVM_OPTIONS not in os.environ.get("JAVA_TOOL_OPTIONS", ""):
     os.environ["JAVA_TOOL_OPTIONS"] = f"{os.environ.get('JAVA_TOOL_OPTIONS', '')} {TEST_JVM_OPTIONS}".strip()
 
 
+# Every Spark the tests run works on a few hundred to a few thousand rows: two shuffle partitions (a task per
+# shuffle and a file per table write each), here and in the jobs they start (`FEW_PARTITIONS`).
+SHUFFLE_PARTITIONS = "2"
+
+
 def make_environment(root: Path, suffix: str) -> Environment:
     """A local environment whose folders live under `root` and whose schemas end with `suffix`."""
     return Environment(
@@ -49,7 +54,7 @@ def make_environment(root: Path, suffix: str) -> Environment:
             mode="local",
             master="local[2]",
             conf={
-                "spark.sql.shuffle.partitions": "2",
+                "spark.sql.shuffle.partitions": SHUFFLE_PARTITIONS,
                 "spark.ui.enabled": "false",
                 "spark.ui.showConsoleProgress": "false",
             },
@@ -165,11 +170,10 @@ ONE_TRIAL = [
     "use_case.training.search_space.regParam.high=0.01",
     *(f"use_case.training.fixed_params.{name}={value}" for name, value in FEW_ITERATIONS.items()),
 ]
-# Jobs the tests start as processes of their own work on a few thousand rows: two shuffle partitions, as
-# this session's Spark has, instead of their environment's 8 (local) or 16 (cluster). Each partition is a
-# task per shuffle and a file per table write. Measured on the DAG's eight jobs over 3,000 orders, each a
-# fresh process: their executor threads used 69, 88 and 89 CPU-s with 16 partitions, 42 and 49 with 2.
-FEW_PARTITIONS = ["env.spark.conf.spark.sql.shuffle.partitions=2"]
+# The jobs the tests start as processes of their own get the tests' shuffle partitions instead of their
+# environment's 8 (local) or 16 (cluster). Measured on the DAG's eight jobs over 3,000 orders, each a fresh
+# process: their executor threads used 69, 88 and 89 CPU-s with 16 partitions, 42 and 49 with 2.
+FEW_PARTITIONS = [f"env.spark.conf.spark.sql.shuffle.partitions={SHUFFLE_PARTITIONS}"]
 
 
 def set_arguments(overrides: list[str]) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import SHUFFLE_PARTITIONS
 from lakeforge.config import load_environment
 from lakeforge.session import DELTA_PACKAGE, spark_conf
 
@@ -85,7 +86,7 @@ def _shared_env_for_test(conf: Path, pg_port: int) -> None:
         {
             "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:postgresql://127.0.0.1:{pg_port}/metastore",
             "spark.driver.memory": "2g",
-            "spark.sql.shuffle.partitions": "2",
+            "spark.sql.shuffle.partitions": SHUFFLE_PARTITIONS,
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",
         }
