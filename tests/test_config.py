@@ -192,10 +192,12 @@ def test_set_overrides_are_typed_and_validated():
 
 def test_set_overrides_name_a_spark_setting_by_its_whole_dotted_name():
     overrides = ["env.spark.conf.spark.sql.shuffle.partitions=2", "env.spark.conf.spark.sql.ansi.enabled=true"]
-    settings = load_settings("churn", "cluster", overrides=overrides)
-    # One key each, kept as the strings Spark reads, beside the file's own settings; not nested mappings.
-    assert settings.env.spark.conf == {"spark.sql.shuffle.partitions": "2", "spark.sql.ansi.enabled": "true"}
-    assert settings.env.spark.mode == "cluster"
+    settings = load_settings("churn", "shared", overrides=overrides)
+    # One key each, kept as the strings Spark reads, beside the file's other settings; not nested mappings.
+    from_file = load_environment("shared").spark.conf
+    assert from_file["spark.sql.shuffle.partitions"] == "8" and "spark.sql.ansi.enabled" not in from_file
+    expected = {**from_file, "spark.sql.shuffle.partitions": "2", "spark.sql.ansi.enabled": "true"}
+    assert settings.env.spark.conf == expected
     assert spark_conf(settings.env, "job")["spark.sql.shuffle.partitions"] == "2"  # what the session is built with
-    with pytest.raises(ConfigError, match=r"cluster.yml: key 'spark.conf.'"):
-        load_settings("churn", "cluster", overrides=["env.spark.conf.=2"])
+    with pytest.raises(ConfigError, match=r"shared.yml: key 'spark.conf.'"):
+        load_settings("churn", "shared", overrides=["env.spark.conf.=2"])
