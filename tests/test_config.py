@@ -108,9 +108,44 @@ def _labels_source_unexpected(data):
     data["features"]["labels"]["sources"] = ["gold.cancellation_facts"]
 
 
+def _split_dates_and_days(data):
+    data["training"]["split"]["test_days"] = 14
+
+
+def _split_half_relative(data):
+    data["training"]["split"] = {"test_days": 14}
+
+
+def _split_unordered(data):
+    data["training"]["split"] = {"validation_from": "2026-02-12", "test_from": "2026-02-05"}
+
+
+def _split_negative_days(data):
+    data["training"]["split"] = {"validation_days": 7, "test_days": 0}
+
+
+def _drift_rule_unknown_feature(data):
+    data["monitoring"]["features"] = {"orders_99d": {"decides": False}}
+
+
+def _drift_rule_typo(data):
+    data["monitoring"]["features"] = {"orders_90d": {"decide": False}}
+
+
+def _policy_bad_on_drift(data):
+    data["monitoring"]["retraining"]["on_drift"] = "panic"
+
+
 @pytest.mark.parametrize(
     ("mutate", "key", "message"),
     [
+        (_split_dates_and_days, "training.split", "give dates or durations, not both: test_from, validation_from"),
+        (_split_half_relative, "training.split", "a relative split needs validation_days and test_days"),
+        (_split_unordered, "training.split", "validation_from must come before test_from"),
+        (_split_negative_days, "training.split.test_days", "greater than or equal to 1"),
+        (_drift_rule_unknown_feature, "<root>", "monitoring.features names orders_99d: not a numeric or categorical"),
+        (_drift_rule_typo, "monitoring.features.orders_90d.decide", "Extra inputs are not permitted"),
+        (_policy_bad_on_drift, "monitoring.retraining.on_drift", "'retrain' or 'alert'"),
         (_feature_source_missing, "<root>", "'customer_profile' reads gold.customers, but no gold table 'customers'"),
         (_feature_source_bad_layer, "features.tables.customer_activity.sources", "must look like 'layer.table'"),
         (_feature_transform_missing, "features.tables.ticket_text", "no function 'no_text_here'"),
@@ -201,3 +236,22 @@ def test_set_overrides_name_a_spark_setting_by_its_whole_dotted_name():
     assert spark_conf(settings.env, "job")["spark.sql.shuffle.partitions"] == "2"  # what the session is built with
     with pytest.raises(ConfigError, match=r"shared.yml: key 'spark.conf.'"):
         load_settings("churn", "shared", overrides=["env.spark.conf.=2"])
+
+
+def test_a_relative_split_resolves_back_from_the_newest_label_and_moves_with_it():
+    import datetime as dt
+
+    from lakeforge.config import TimeSplit
+
+    relative = TimeSplit(train_days=28, validation_days=7, test_days=14)
+    resolved = relative.resolve(dt.date(2026, 2, 19))
+    assert resolved == TimeSplit(
+        train_from=dt.date(2026, 1, 2),
+        validation_from=dt.date(2026, 1, 30),
+        test_from=dt.date(2026, 2, 6),
+        test_until=dt.date(2026, 2, 20),
+    )
+    later = relative.resolve(dt.date(2026, 2, 26))
+    assert (later.train_from, later.test_until) == (dt.date(2026, 1, 9), dt.date(2026, 2, 27))
+    assert not resolved.relative and resolved.resolve(dt.date(2030, 1, 1)) == resolved  # fixed dates stay
+    assert TimeSplit(validation_days=7, test_days=7).resolve(dt.date(2026, 2, 19)).train_from is None

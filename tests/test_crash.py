@@ -21,9 +21,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import FEW_PARTITIONS, set_arguments
-from lakeforge.cli import run_steps
 from lakeforge.config import Settings, load_use_case
 from lakeforge.datagen import BatchSpec, generate_batch
+from lakeforge.pipeline import run_steps
 
 pytestmark = pytest.mark.slow
 

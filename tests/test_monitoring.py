@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,9 +17,8 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
-from lakeforge import databricks_jobs, monitoring, reference, scoring, tables, tracking
-from lakeforge import training as training_job
-from lakeforge.config import RetrainingPolicy, Settings
+from lakeforge import databricks_jobs, drift, monitoring, pipeline, reference, scoring, tables, tracking, training_data
+from lakeforge.config import FeatureDrift, RetrainingPolicy, Settings
 from lakeforge.errors import LakeforgeError, MissingPredictions, RetrainingFailed
 
 # Label cutoffs fall weekly from 2026-01-22: predictions on these dates get labels.
@@ -56,15 +56,22 @@ def test_drift_rows_cover_every_feature_statistic_and_the_prediction(spark, moni
     assert {(r.feature, r.statistic) for r in rows} == expected and len(rows) == len(expected)
     assert {r.kind for r in rows if r.feature == "score"} == {"prediction"}
     assert all(r.model_version == result.model_version and r.run_id for r in rows)
+    # The shipped churn config marks its ages record-only: their deciding test is written, not counted.
+    record_only = {name for name, rule in config.features.items() if not rule.decides}
+    assert record_only == {"customer_activity_age_days", "ticket_text_age_days", "customer_profile_age_days"}
     for row in rows:
         assert row.threshold == config.thresholds[row.statistic]
-        assert row.decides == (row.statistic in (config.numeric_tests[0], config.categorical_tests[0]))
+        first_test = row.statistic in (config.numeric_tests[0], config.categorical_tests[0])
+        assert row.decides == (first_test and row.feature not in record_only)
         assert row.reference_rows > 0 and row.current_rows > 0 and not np.isnan(row.value)
         assert row.drifted == monitoring.drift.is_drift(row.statistic, row.value, row.threshold)
     scored = spark.read.table(settings.table("gold", settings.use_case.scoring.table))
     assert max(r.current_rows for r in rows) == scored.where(F.col("scoring_date") == result.scoring_date).count()
     share, psi = monitoring.drift_summary(result.drift)
     assert (share, psi) == (result.drifted_share, result.prediction_psi)
+    deciding = [r for r in rows if r.decides and r.kind == "feature"]
+    assert len(deciding) == len(training.numeric_features) + len(training.categorical_features) - len(record_only)
+    assert share == sum(r.drifted for r in deciding) / len(deciding)
 
 
 def test_report_is_evidently_html_logged_to_mlflow(monitored):
@@ -114,7 +121,7 @@ def test_decision_file_and_table_say_why(spark, monitored):
 
 def _scored_training_set(spark, settings: Settings, model) -> list:
     """The model's training set rebuilt from its logged Delta versions and scored by it: the reference's contents."""
-    training, data = training_job.logged_training_set(spark, settings, model.run_id)
+    training, data = training_data.logged_training_set(spark, settings, model.run_id)
     uri = f"models:/{model.model_name}/{model.model_version}"
     rows = data.train.unionByName(data.validation)
     scored = scoring.score_rows(spark, uri, rows, training.decision_threshold)
@@ -158,7 +165,7 @@ def test_monitor_reads_the_saved_reference_without_the_logged_delta_versions(spa
     def vacuumed(*_args, **_kwargs):
         raise AssertionError("the monitor rebuilt the training set although its reference was saved")
 
-    monkeypatch.setattr(monitoring.training_job, "logged_training_set", vacuumed)
+    monkeypatch.setattr(monitoring.training_data, "logged_training_set", vacuumed)
     assert _drift(spark, settings, result.scoring_date, todays, model) == result.drift
 
 
@@ -179,7 +186,7 @@ def test_saving_a_reference_again_replaces_its_rows(spark, monitored):
     saved = _saved_reference(spark, settings, model)
     table = reference.table_name(settings)
     before = tables.table_version(spark, table)
-    training, data = training_job.logged_training_set(spark, settings, model.run_id)
+    training, data = training_data.logged_training_set(spark, settings, model.run_id)
     rows = data.train.unionByName(data.validation)
     reference.save(spark, settings, training, rows, **model.asDict())
     assert tables.table_version(spark, table) == before + 1  # written again, in one commit
@@ -190,7 +197,7 @@ def test_a_use_case_without_monitoring_saves_no_reference(spark, monitored):
     settings, result = monitored
     unmonitored = settings.model_copy(update={"use_case": settings.use_case.model_copy(update={"monitoring": None})})
     _, model = _champion(spark, settings, result.scoring_date)
-    training = training_job.logged_training(model.run_id)
+    training = training_data.logged_training(model.run_id)
     assert reference.table_name(unmonitored) is None
     assert reference.load(spark, unmonitored, training, model.run_id) is None
     before = tables.table_version(spark, reference.table_name(settings))
@@ -298,7 +305,7 @@ def test_databricks_trigger_calls_run_now_and_waits(spark, monitored, jobs_api, 
     monkeypatch.setenv("LAKEFORGE_TRAINING_JOB_ID", "123")
     on_databricks = _with_trigger(settings, "databricks")
     decision = monitoring.RetrainingDecision(True, ["prediction PSI 0.300 above 0.25"])
-    outcome = monitoring.trigger(spark, on_databricks, result.scoring_date, decision, None)
+    outcome = pipeline.act_on_retraining(spark, on_databricks, replace(result, decision=decision), None)
     assert outcome == "Databricks run 991"
     posts = [r for r in jobs_api.requests if r[0] == "POST"]
     assert len(posts) == 1
@@ -324,7 +331,49 @@ def test_databricks_trigger_without_a_job_id_names_the_variable(spark, monitored
     monkeypatch.delenv("LAKEFORGE_TRAINING_JOB_ID", raising=False)
     decision = monitoring.RetrainingDecision(True, ["x"])
     with pytest.raises(LakeforgeError, match=r"\$LAKEFORGE_TRAINING_JOB_ID"):
-        monitoring.trigger(spark, _with_trigger(settings, "databricks"), result.scoring_date, decision, None)
+        pipeline.act_on_retraining(
+            spark, _with_trigger(settings, "databricks"), replace(result, decision=decision), None
+        )
+
+
+def _decision_row(spark, settings: Settings, scoring_date: dt.date):
+    rows = (
+        _table(spark, settings, settings.use_case.monitoring.decisions_table)
+        .where(F.col("scoring_date") == scoring_date)
+        .collect()
+    )
+    assert len(rows) == 1
+    return rows[0]
+
+
+def _versions(name: str) -> list[str]:
+    return sorted(v.version for v in mlflow.MlflowClient().search_model_versions(f"name = '{name}'"))
+
+
+def test_evidence_reads_the_champions_training_window_and_the_labels_there_are(spark, monitored):
+    settings, result = monitored
+    labels = settings.use_case.features.labels
+    newest = _table(spark, settings, labels.table, "gold").agg(F.max(F.to_date(labels.timestamp))).first()[0]
+    champion = tracking.version_by_alias(result.model_name, tracking.CHAMPION)
+    logged = mlflow.get_run(champion.run_id).data
+    # The champion was trained on every label there is (its test window is open-ended): nothing is new.
+    assert result.evidence.labels_until == newest == dt.date.fromisoformat(logged.params["labels_until"])
+    assert result.evidence.scoring_date == result.scoring_date and not result.evidence.new_labels
+    assert logged.params["test_from"] == "2026-02-05" and logged.params["split"] == "fixed"
+
+
+def test_drift_without_new_labels_alerts_and_trains_nothing(spark, monitored):
+    settings, result = monitored
+    firing = _with_trigger(settings, "local", max_prediction_psi=1e-12)
+    before = _versions(result.model_name)
+    pipeline.run_steps(spark, firing, ["monitor"], pipeline.StepOptions(scoring_date=result.scoring_date))
+    row = _decision_row(spark, settings, result.scoring_date)
+    assert (row.retrain, row.action) == (False, "alert") and "prediction PSI" in row.reasons[0]
+    assert row.held_back.startswith("drift without new labels: alert only")
+    assert row.outcome == f"alert only: {row.held_back}"
+    recorded = json.loads(monitoring.decision_path(settings).read_text())
+    assert (recorded["retrain"], recorded["action"], recorded["held_back"]) == (False, "alert", row.held_back)
+    assert _versions(result.model_name) == before
 
 
 def test_rerun_that_fires_locally_trains_a_new_version_and_replaces_the_dates_rows(spark, monitored):
@@ -332,19 +381,83 @@ def test_rerun_that_fires_locally_trains_a_new_version_and_replaces_the_dates_ro
     settings, result = monitored
     drift_table = _table(spark, settings, settings.use_case.monitoring.drift_table)
     before = drift_table.where(F.col("scoring_date") == result.scoring_date).count()
-    firing = _with_trigger(settings, "local", max_prediction_psi=1e-12)
-    fired = monitoring.run(spark, firing, result.scoring_date)
+    firing = _with_trigger(settings, "local", max_prediction_psi=1e-12, require_new_labels=False)
+    pipeline.run_steps(spark, firing, ["monitor"], pipeline.StepOptions(scoring_date=result.scoring_date))
     assert drift_table.where(F.col("scoring_date") == result.scoring_date).count() == before
-    assert fired.decision.retrain and "prediction PSI" in fired.decision.reasons[0]
-    assert fired.triggered == "trained version 2 in process: promoted"
-    champion = tracking.version_by_alias(fired.model_name, tracking.CHAMPION)
-    promoted = Row(model_name=fired.model_name, model_version=str(champion.version), run_id=champion.run_id)
+    champion = tracking.version_by_alias(result.model_name, tracking.CHAMPION)
+    promoted = Row(model_name=result.model_name, model_version=str(champion.version), run_id=champion.run_id)
     assert promoted.model_version == "2" and _saved_reference(spark, firing, promoted) == _scored_training_set(
         spark, firing, promoted
     )
-    row = (
-        _table(spark, settings, settings.use_case.monitoring.decisions_table)
-        .where(F.col("scoring_date") == result.scoring_date)
-        .collect()
-    )
-    assert len(row) == 1 and row[0].retrain and row[0].outcome == fired.triggered and row[0].reasons
+    row = _decision_row(spark, settings, result.scoring_date)
+    assert row.retrain and row.action == "retrain" and "prediction PSI" in row.reasons[0] and row.held_back is None
+    assert row.outcome == "trained version 2 in process: promoted"
+
+    # A trigger inside the cool-down after that retrain only alerts.
+    three_days_later = result.scoring_date + dt.timedelta(days=3)
+    seen = monitoring.evidence(spark, firing, three_days_later, promoted)
+    assert seen.last_retrain == result.scoring_date
+    for cooldown, retrains in ((7, False), (3, True)):
+        policy = RetrainingPolicy(max_prediction_psi=0.1, require_new_labels=False, cooldown_days=cooldown)
+        decision = monitoring.decide(policy, 0.0, 0.5, [], seen)
+        assert decision.retrain == retrains
+        held = f"cool-down: the last retrain was asked on {result.scoring_date}, 3 of 7 days ago"
+        assert retrains or decision.held_back == held
+
+
+LATER = dt.date(2026, 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("policy", "aucs", "evidence", "action", "held_back"),
+    [
+        # drift without labels past the model's window only alerts; with them it retrains
+        ({}, [], monitoring.Evidence(LATER, dt.date(2026, 2, 19), dt.date(2026, 2, 19)), "alert", "drift without new"),
+        ({}, [], monitoring.Evidence(LATER, dt.date(2026, 2, 19), dt.date(2026, 2, 26)), "retrain", None),
+        ({"require_new_labels": False}, [], monitoring.Evidence(LATER, dt.date(2026, 2, 19), None), "retrain", None),
+        # drift set to alert never retrains; falling quality still does
+        ({"on_drift": "alert"}, [], monitoring.Evidence(), "alert", "drift alone only alerts"),
+        ({"on_drift": "alert", "min_auc_roc": 0.7}, [0.6, 0.6], monitoring.Evidence(), "retrain", None),
+        ({"min_auc_roc": 0.7}, [0.6, 0.6], monitoring.Evidence(LATER, LATER, LATER), "alert", "quality below"),
+        # inside the cool-down only an alert; on its last day a retrain
+        ({"cooldown_days": 7}, [], monitoring.Evidence(LATER, last_retrain=dt.date(2026, 2, 23)), "alert", "cool-down"),
+        ({"cooldown_days": 7}, [], monitoring.Evidence(LATER, last_retrain=dt.date(2026, 2, 22)), "retrain", None),
+    ],
+)
+def test_the_policy_retrains_only_on_evidence(policy, aucs, evidence, action, held_back):
+    decision = monitoring.decide(RetrainingPolicy(max_prediction_psi=0.2, **policy), 0.0, 0.3, aucs, evidence)
+    assert decision.action == action and decision.retrain == (action == "retrain") and decision.reasons
+    assert (held_back is None) == (decision.held_back is None)
+    assert (decision.held_back or "").startswith(held_back or "")
+
+
+def test_a_quiet_policy_neither_alerts_nor_retrains():
+    decision = monitoring.decide(RetrainingPolicy(max_prediction_psi=0.2), 0.0, 0.1, [], monitoring.Evidence())
+    assert (decision.action, decision.retrain, decision.reasons, decision.held_back) == ("none", False, [], None)
+
+
+def _column_drift(
+    column: str, statistic: str, value: float, threshold: float, decides: bool = True
+) -> drift.ColumnDrift:
+    drifted = drift.is_drift(statistic, value, threshold)
+    return drift.ColumnDrift(column, statistic, value, threshold, drifted, decides, 9, 9)
+
+
+def test_feature_rules_record_without_deciding_or_set_their_own_threshold():
+    results = [
+        _column_drift("customer_profile_age_days", "psi", 14.7, 0.2),
+        _column_drift("customer_profile_age_days", "ks", 0.0, 0.05, decides=False),
+        _column_drift("orders_90d", "psi", 0.3, 0.2),
+        _column_drift("spend_90d", "psi", 0.3, 0.2),
+        _column_drift("plan", "jensenshannon", 0.05, 0.1),
+    ]
+    rules = {"customer_profile_age_days": FeatureDrift(decides=False), "orders_90d": FeatureDrift(threshold=0.5)}
+    ruled = monitoring.apply_feature_rules(results, rules)
+    by_key = {(r.column, r.statistic): r for r in ruled}
+    age = by_key[("customer_profile_age_days", "psi")]
+    assert age.drifted and not age.decides and age.value == 14.7  # recorded as measured, not counted
+    assert by_key[("customer_profile_age_days", "ks")] == results[1]
+    assert (by_key[("orders_90d", "psi")].threshold, by_key[("orders_90d", "psi")].drifted) == (0.5, False)
+    assert by_key[("spend_90d", "psi")] == results[3] and by_key[("plan", "jensenshannon")] == results[4]
+    assert monitoring.drift_summary(results)[0] == pytest.approx(3 / 4)
+    assert monitoring.drift_summary(ruled)[0] == pytest.approx(1 / 3)

@@ -178,6 +178,45 @@ def test_absolute_threshold_rejects_even_the_first_model(spark, tiny, tmp_path):
     assert tracking.version_by_alias(result.model_name, "champion") is None
 
 
+def test_a_relative_split_is_resolved_logged_and_reproduced(spark, tiny, tmp_path):
+    env = tiny.env.model_copy(update={"paths": tiny.env.paths.model_copy(update={"mlflow": str(tmp_path / "mlflow")})})
+    relative = _with_training(
+        tiny.model_copy(update={"env": env}), max_evals=1, split=TimeSplit(validation_days=7, test_days=7)
+    )
+    labels = relative.use_case.features.labels
+    label_dates = sorted(
+        r[0]
+        for r in spark.read.table(relative.table("gold", labels.table))
+        .select(F.to_date("label_ts"))
+        .distinct()
+        .collect()
+    )
+    newest, week = label_dates[-1], dt.timedelta(days=7)
+    result = training.run(spark, relative)
+    run = mlflow.get_run(result.run_id)
+    expected = {
+        "split": "relative",
+        "train_from": "",
+        "validation_from": str(newest - 2 * week + dt.timedelta(days=1)),
+        "test_from": str(newest - week + dt.timedelta(days=1)),
+        "test_until": str(newest + dt.timedelta(days=1)),
+        "labels_until": str(newest),
+    }
+    assert {k: run.data.params[k] for k in expected} == expected
+    assert run.data.tags["lakeforge.labels_until"] == str(newest)
+    logged = training.logged_training(result.run_id).split
+    assert not logged.relative and str(logged.test_from) == expected["test_from"]
+    # Only the newest cutoff tests, the one before validates, everything earlier trains.
+    data = training.prepare(spark, relative, training.logged_training(result.run_id))
+    windows = [
+        sorted({r[0] for r in part.select(F.to_date("label_ts")).collect()})
+        for part in (data.train, data.validation, data.test)
+    ]
+    assert windows == [label_dates[:-2], [label_dates[-2]], [newest]]
+    for values in training.reproduce(spark, relative, result.run_id).values():
+        assert values["reproduced"] == pytest.approx(values["logged"], abs=1e-6)
+
+
 def test_split_by_time_never_mixes_windows(spark):
     rows = spark.createDataFrame([(T(2026, 1, d), d % 2) for d in range(1, 29)], "label_ts timestamp, churned int")
     split = TimeSplit(validation_from=dt.date(2026, 1, 10), test_from=dt.date(2026, 1, 20))

@@ -6,124 +6,12 @@ import argparse
 import datetime as dt
 import logging
 import sys
-import time
-from collections.abc import Callable
 
-from lakeforge.config import Settings, load_environment, load_settings, load_use_case
+from lakeforge.config import load_environment, load_settings, load_use_case
 from lakeforge.errors import LakeforgeError, ReproductionMismatch
+from lakeforge.pipeline import STEPS, StepOptions, run_steps
 
 log = logging.getLogger("lakeforge")
-
-
-def _ingest(spark, settings: Settings) -> None:
-    from lakeforge import bronze
-
-    bronze.run(spark, settings)
-
-
-def _silver(spark, settings: Settings) -> None:
-    from lakeforge import silver
-
-    silver.run(spark, settings)
-
-
-def _gold(spark, settings: Settings) -> None:
-    from lakeforge import gold
-
-    gold.run(spark, settings)
-
-
-def _features(spark, settings: Settings, full: bool = False) -> None:
-    from lakeforge import feature_store
-
-    if settings.use_case.features is None:
-        log.info("step features: use case %s declares no features, nothing to do", settings.use_case.name)
-        return
-    feature_store.run(spark, settings, full=full)
-
-
-def _train(spark, settings: Settings) -> None:
-    from lakeforge import training
-
-    if settings.use_case.training is None:
-        log.info("step train: use case %s declares no training, nothing to do", settings.use_case.name)
-        return
-    result = training.run(spark, settings)
-    print(
-        f"trained {result.model_name} version {result.version} (run {result.run_id}, {result.trials} trials): "
-        f"test AUC-ROC {result.test_metrics['auc_roc']:.4f}, AUC-PR {result.test_metrics['auc_pr']:.4f}"
-    )
-
-
-def _validate(spark, settings: Settings) -> None:
-    from lakeforge import training
-
-    if settings.use_case.training is None:
-        log.info("step validate: use case %s declares no training, nothing to do", settings.use_case.name)
-        return
-    decision = training.validate(spark, settings)
-    verdict = "promoted to champion" if decision.promoted else "kept as challenger: " + "; ".join(decision.reasons)
-    print(f"{decision.model_name} version {decision.version}: {verdict}")
-
-
-def _score(spark, settings: Settings, scoring_date=None) -> None:
-    from lakeforge import scoring
-
-    if settings.use_case.scoring is None:
-        log.info("step score: use case %s declares no scoring, nothing to do", settings.use_case.name)
-        return
-    result = scoring.run(spark, settings, scoring_date)
-    print(
-        f"scored {result.rows} entities for {result.scoring_date} into {result.table} "
-        f"with {result.model_name} version {result.model_version}"
-    )
-
-
-def _monitor(spark, settings: Settings, scoring_date=None, training_job_id=None) -> None:
-    from lakeforge import monitoring
-
-    if settings.use_case.monitoring is None:
-        log.info("step monitor: use case %s declares no monitoring, nothing to do", settings.use_case.name)
-        return
-    result = monitoring.run(spark, settings, scoring_date, training_job_id)
-    psi = "n/a" if result.prediction_psi is None else f"{result.prediction_psi:.3f}"
-    print(
-        f"monitored {result.model_name} version {result.model_version} on {result.scoring_date}: "
-        f"{result.drifted_share:.0%} of features drifted, prediction PSI {psi}; "
-        f"{'RETRAIN: ' + '; '.join(result.decision.reasons) if result.decision.retrain else 'no retraining'}"
-        f" ({result.triggered}); report {result.report}"
-    )
-
-
-STEPS: dict[str, Callable] = {
-    "ingest": _ingest,
-    "silver": _silver,
-    "gold": _gold,
-    "features": _features,
-    "train": _train,
-    "validate": _validate,
-    "score": _score,
-    "monitor": _monitor,
-}
-
-
-def run_steps(
-    spark, settings: Settings, steps: list[str], full: bool = False, scoring_date=None, training_job_id=None
-) -> None:
-    """Run the steps given in order (`all`: every step), logging each one's duration."""
-    names = [name for step in steps for name in (STEPS if step == "all" else [step])]
-    for name in names:
-        started = time.monotonic()
-        log.info("step %s: started", name)
-        if name == "features":
-            STEPS[name](spark, settings, full=full)
-        elif name == "score":
-            STEPS[name](spark, settings, scoring_date=scoring_date)
-        elif name == "monitor":
-            STEPS[name](spark, settings, scoring_date=scoring_date, training_job_id=training_job_id)
-        else:
-            STEPS[name](spark, settings)
-        log.info("step %s: done in %.1fs", name, time.monotonic() - started)
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
@@ -145,7 +33,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     validates = bool({"silver", "all"} & set(args.steps))
     settings = load_settings(args.use_case, args.env, overrides=args.set, check_expectations=validates)
     spark = build_spark(settings.env, f"lakeforge-{'-'.join(args.steps)}")
-    run_steps(spark, settings, args.steps, full=args.full, scoring_date=args.date, training_job_id=args.training_job_id)
+    options = StepOptions(full=args.full, scoring_date=args.date, training_job_id=args.training_job_id)
+    run_steps(spark, settings, args.steps, options)
     if settings.env.spark.mode == "local":
         from lakeforge.config import lakeforge_home
 

@@ -320,19 +320,61 @@ class SearchDimension(_Strict):
 
 
 class TimeSplit(_Strict):
-    """Train on labels before `validation_from`, tune on those before `test_from`, test on the rest."""
+    """Where training, validation and test labels come from: fixed dates, or durations that move with the data.
 
-    validation_from: dt.date
-    test_from: dt.date
+    Fixed: train on labels before `validation_from` (from `train_from`, if set), tune on those before
+    `test_from`, test on the rest (before `test_until`, if set). Relative: the last `test_days` of labels
+    up to the newest labelled cutoff test, the `validation_days` before them tune, and the rest trains
+    (at most `train_days` of it, if set). A relative split is resolved to dates when a training set is
+    built (`resolve`), and the resolved dates are what a run logs, so a retrain after new labels trains
+    on a window that includes them and `reproduce` rebuilds exactly the window a run used.
+    """
+
+    train_from: dt.date | None = None
+    validation_from: dt.date | None = None
+    test_from: dt.date | None = None
     test_until: dt.date | None = None
+    train_days: int | None = Field(default=None, ge=1)
+    validation_days: int | None = Field(default=None, ge=1)
+    test_days: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
-    def _ordered(self) -> TimeSplit:
+    def _one_form_ordered(self) -> TimeSplit:
+        fixed = {"train_from": self.train_from, "validation_from": self.validation_from, "test_from": self.test_from}
+        fixed["test_until"] = self.test_until
+        relative = {"train_days": self.train_days, "validation_days": self.validation_days, "test_days": self.test_days}
+        if any(v is not None for v in relative.values()):
+            given = sorted(k for k, v in fixed.items() if v is not None)
+            if given:
+                raise ValueError(f"give dates or durations, not both: {', '.join(given)} beside *_days")
+            if self.validation_days is None or self.test_days is None:
+                raise ValueError("a relative split needs validation_days and test_days (train_days is optional)")
+            return self
+        if self.validation_from is None or self.test_from is None:
+            raise ValueError("give validation_from and test_from (dates), or validation_days and test_days")
+        if self.train_from and not self.train_from < self.validation_from:
+            raise ValueError("train_from must come before validation_from")
         if not self.validation_from < self.test_from:
             raise ValueError("validation_from must come before test_from")
         if self.test_until and not self.test_from < self.test_until:
             raise ValueError("test_from must come before test_until")
         return self
+
+    @property
+    def relative(self) -> bool:
+        return self.test_days is not None
+
+    def resolve(self, newest_label: dt.date) -> TimeSplit:
+        """These dates as they are, or the durations counted back from the newest labelled cutoff."""
+        if not self.relative:
+            return self
+        test_until = newest_label + dt.timedelta(days=1)
+        test_from = test_until - dt.timedelta(days=self.test_days)
+        validation_from = test_from - dt.timedelta(days=self.validation_days)
+        train_from = validation_from - dt.timedelta(days=self.train_days) if self.train_days else None
+        return TimeSplit(
+            train_from=train_from, validation_from=validation_from, test_from=test_from, test_until=test_until
+        )
 
 
 class Gate(_Strict):
@@ -413,12 +455,32 @@ class Scoring(_Strict):
 
 
 class RetrainingPolicy(_Strict):
-    """When the monitoring job asks for a new model. Any clause that fires is enough; unset clauses never fire."""
+    """When the monitoring job asks for a new model, and when it only alerts.
+
+    The clauses: share of drifted features above `max_drifted_share`, prediction PSI above
+    `max_prediction_psi`, AUC-ROC below `min_auc_roc` for `auc_windows` consecutive labelled windows.
+    Unset clauses never fire. A drift clause retrains or only alerts (`on_drift`); the quality clause
+    always asks to retrain. A retrain is held back (the decision says why) when no label newer than the
+    champion's training window exists (`require_new_labels`: a retrain on the same labels refits the
+    same model) or when the last retrain is fewer than `cooldown_days` old.
+    """
 
     max_drifted_share: float | None = Field(default=None, ge=0, le=1)
     max_prediction_psi: float | None = Field(default=None, gt=0)
     min_auc_roc: float | None = Field(default=None, ge=0, le=1)
     auc_windows: int = Field(default=2, ge=1)
+    on_drift: Literal["retrain", "alert"] = "retrain"
+    require_new_labels: bool = True
+    cooldown_days: int = Field(default=0, ge=0)
+
+
+class FeatureDrift(_Strict):
+    """One feature's drift decision: `decides: false` records its statistics without counting it in the
+    drifted share (a feature that drifts by construction, such as an age or a time since); `threshold`
+    replaces the deciding test's threshold for this feature."""
+
+    decides: bool = True
+    threshold: float | None = Field(default=None, ge=0)
 
 
 class Monitoring(_Strict):
@@ -442,6 +504,7 @@ class Monitoring(_Strict):
     )
     report_sample_rows: int = Field(default=5000, ge=100)
     retraining: RetrainingPolicy = RetrainingPolicy()
+    features: dict[str, FeatureDrift] = Field(default_factory=dict)
 
     @field_validator("drift_table", "quality_table", "decisions_table", "reference_table")
     @classmethod
@@ -454,6 +517,13 @@ class Monitoring(_Strict):
         if missing:
             raise ValueError(f"thresholds has no value for {', '.join(missing)}")
         return self
+
+    @field_validator("features")
+    @classmethod
+    def _feature_names_are_identifiers(cls, value: dict[str, FeatureDrift]) -> dict[str, FeatureDrift]:
+        for name in value:
+            check_identifier(name)
+        return value
 
 
 class UseCase(_Strict):
@@ -513,6 +583,13 @@ class UseCase(_Strict):
         text_table = self.training.text_feature_table
         if text_table and (text_table not in self.features.tables or not self.features.tables[text_table].text):
             raise ValueError(f"training.text_feature_table '{text_table}' is not a feature table with a text pipeline")
+        if self.monitoring is not None:
+            known = {*self.training.numeric_features, *self.training.categorical_features}
+            unknown = sorted(set(self.monitoring.features) - known)
+            if unknown:
+                raise ValueError(
+                    f"monitoring.features names {', '.join(unknown)}: not a numeric or categorical training feature"
+                )
         return self
 
     def _check_declared(self, owner: str, reference: str) -> None:

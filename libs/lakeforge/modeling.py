@@ -43,9 +43,14 @@ INTEGER_PARAMS = {"maxIter", "maxDepth", "numTrees", "maxBins", "minInstancesPer
 
 
 def split_by_time(rows: DataFrame, label_time: str, split: TimeSplit) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Train before `validation_from`, validate before `test_from`, test from then on: never a random split."""
+    """Train before `validation_from` (from `train_from`), validate before `test_from`, test from then on
+    (before `test_until`): never a random split. A relative split must be resolved to dates first."""
+    if split.relative:
+        raise ValueError("a relative split must be resolved to dates (TimeSplit.resolve) before splitting rows")
     at = F.to_date(label_time)
     train = rows.where(at < F.lit(split.validation_from))
+    if split.train_from:
+        train = train.where(at >= F.lit(split.train_from))
     validation = rows.where((at >= F.lit(split.validation_from)) & (at < F.lit(split.test_from)))
     test = rows.where(at >= F.lit(split.test_from))
     if split.test_until:

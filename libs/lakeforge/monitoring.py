@@ -1,17 +1,20 @@
-"""The monitoring job: drift of a model's inputs and scores, its quality once labels arrive, and retraining.
+"""The monitoring job: drift of a model's inputs and scores, its quality once labels arrive, and the
+retraining decision.
 
 For one scoring date it takes the model that wrote that date's predictions and
 - reads that model's reference: its training set scored by it, saved when the gate promoted it
   (`reference`), so feature and prediction drift share one baseline. A model promoted before the
   reference table existed has its training set rebuilt from its logged Delta versions, scored and
   saved on its first run;
-- compares the date's features and scores against it in Spark (`drift.compare`) and upserts one row
-  per column and statistic into the drift-metrics table, plus an Evidently HTML report on a bounded
-  sample stratified by predicted label, logged to MLflow;
+- compares the date's features and scores against it in Spark (`drift.compare`), applies the
+  per-feature rules (`monitoring.features`: a feature that only records, or its own threshold) and
+  upserts one row per column and statistic into the drift-metrics table, plus an Evidently HTML
+  report on a bounded sample stratified by predicted label, logged to MLflow;
 - joins every prediction that has a label by now to it and upserts quality per scoring date;
-- applies the retraining policy, records the decision and why, and triggers training: in process
-  (`local`), not at all (`record`: an Airflow DAG branches on the decision file), or through the
-  Databricks Jobs API (`databricks`).
+- applies the retraining policy to that evidence (new labels past the model's training window,
+  the cool-down since the last retrain) and records the decision and why.
+It decides and returns; it never trains. The layer above (`pipeline`, or a scheduler reading the
+decision file or the Databricks task value) acts on the decision.
 Every write is a MERGE on the row's keys: rerunning a date replaces its rows, never duplicates them.
 """
 
@@ -20,17 +23,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import mlflow
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lakeforge import drift, feature_store, modeling, quality, reference, tables, tracking
-from lakeforge import training as training_job
-from lakeforge.config import Monitoring, RetrainingPolicy, Settings, Training
+from lakeforge import drift, feature_store, modeling, quality, reference, tables, tracking, training_data
+from lakeforge.config import FeatureDrift, Monitoring, RetrainingPolicy, Settings, Training
 from lakeforge.errors import LakeforgeError, MissingPredictions
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,33 @@ WINDOW_KEYS = ["scoring_date", "model_version"]
 
 @dataclass(frozen=True)
 class RetrainingDecision:
+    """What the policy concluded. `reasons` are the clauses that fired; `held_back` says why they only
+    alert instead of retraining (drift set to alert, no new labels, cool-down)."""
+
     retrain: bool
     reasons: list[str] = field(default_factory=list)
+    held_back: str | None = None
+
+    @property
+    def action(self) -> str:
+        """`retrain`, `alert` (a clause fired but does not retrain) or `none`."""
+        return "retrain" if self.retrain else "alert" if self.reasons else "none"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a retrain would have to learn from. Unknown values (None) hold nothing back."""
+
+    scoring_date: dt.date | None = None
+    labels_until: dt.date | None = None  # the newest label the model trained or tested on
+    newest_label: dt.date | None = None  # the newest label that exists now
+    last_retrain: dt.date | None = None  # the last scoring date whose decision was to retrain
+
+    @property
+    def new_labels(self) -> bool:
+        if self.labels_until is None:
+            return True
+        return self.newest_label is not None and self.newest_label > self.labels_until
 
 
 @dataclass(frozen=True)
@@ -58,24 +84,68 @@ class MonitorResult:
     decision: RetrainingDecision
     triggered: str
     report: str
+    evidence: Evidence = Evidence()
 
 
 def decide(
-    policy: RetrainingPolicy, drifted_share: float, prediction_psi: float | None, recent_auc: list[float]
+    policy: RetrainingPolicy,
+    drifted_share: float,
+    prediction_psi: float | None,
+    recent_auc: list[float],
+    evidence: Evidence = Evidence(),
 ) -> RetrainingDecision:
-    """Apply each configured clause; `recent_auc` is the model's AUC per labelled window, oldest first."""
-    reasons = []
+    """Apply each configured clause, then what holds a retrain back; `recent_auc` is the model's AUC per
+    labelled window, oldest first."""
+    drifted = []
     if policy.max_drifted_share is not None and drifted_share > policy.max_drifted_share:
-        reasons.append(f"{drifted_share:.0%} of features drifted, above {policy.max_drifted_share:.0%}")
+        drifted.append(f"{drifted_share:.0%} of features drifted, above {policy.max_drifted_share:.0%}")
     psi_limit = policy.max_prediction_psi
     if psi_limit is not None and prediction_psi is not None and prediction_psi > psi_limit:
-        reasons.append(f"prediction PSI {prediction_psi:.3f} above {psi_limit}")
+        drifted.append(f"prediction PSI {prediction_psi:.3f} above {psi_limit}")
+    degraded = []
     if policy.min_auc_roc is not None and len(recent_auc) >= policy.auc_windows:
         window = recent_auc[-policy.auc_windows :]
         if all(auc < policy.min_auc_roc for auc in window):
             shown = ", ".join(f"{auc:.3f}" for auc in window)
-            reasons.append(f"AUC-ROC below {policy.min_auc_roc} in the last {policy.auc_windows} windows ({shown})")
-    return RetrainingDecision(bool(reasons), reasons)
+            degraded.append(f"AUC-ROC below {policy.min_auc_roc} in the last {policy.auc_windows} windows ({shown})")
+    reasons = drifted + degraded
+    if not reasons:
+        return RetrainingDecision(False)
+    kind = "quality below the policy" if degraded else "drift"
+    if not degraded and policy.on_drift == "alert":
+        return RetrainingDecision(False, reasons, "drift alone only alerts (on_drift: alert)")
+    if policy.require_new_labels and not evidence.new_labels:
+        newest = evidence.newest_label.isoformat() if evidence.newest_label else "none"
+        return RetrainingDecision(
+            False,
+            reasons,
+            f"{kind} without new labels: alert only (newest label {newest}; the model's training window "
+            f"ends {evidence.labels_until.isoformat()})",
+        )
+    if policy.cooldown_days and evidence.last_retrain and evidence.scoring_date:
+        days = (evidence.scoring_date - evidence.last_retrain).days
+        if days < policy.cooldown_days:
+            return RetrainingDecision(
+                False,
+                reasons,
+                f"cool-down: the last retrain was asked on {evidence.last_retrain.isoformat()}, "
+                f"{days} of {policy.cooldown_days} days ago",
+            )
+    return RetrainingDecision(True, reasons)
+
+
+def apply_feature_rules(results: list[drift.ColumnDrift], rules: dict[str, FeatureDrift]) -> list[drift.ColumnDrift]:
+    """A feature's own threshold for its deciding test, or its deciding test turned into a record only."""
+    ruled = []
+    for result in results:
+        rule = rules.get(result.column)
+        if rule is None or not result.decides:
+            ruled.append(result)
+            continue
+        threshold = result.threshold if rule.threshold is None else rule.threshold
+        drifted = drift.is_drift(result.statistic, result.value, threshold)
+        ruled.append(replace(result, threshold=threshold, drifted=drifted, decides=rule.decides))
+    return ruled
 
 
 def stratified_sample(rows: DataFrame, column: str, size: int, seed: int) -> DataFrame:
@@ -115,7 +185,7 @@ def _predictions_for(
 
 def reference_rows(spark: SparkSession, settings: Settings, model) -> tuple[Training, DataFrame]:
     """The model's logged training config and its saved reference, saved first if it never was."""
-    training = training_job.logged_training(model.run_id)
+    training = training_data.logged_training(model.run_id)
     saved = reference.load(spark, settings, training, model.run_id)
     if saved is not None:
         return training, saved
@@ -124,7 +194,7 @@ def reference_rows(spark: SparkSession, settings: Settings, model) -> tuple[Trai
         model.model_name,
         model.model_version,
     )
-    _, data = training_job.logged_training_set(spark, settings, model.run_id)
+    _, data = training_data.logged_training_set(spark, settings, model.run_id)
     rows = data.train.unionByName(data.validation)
     reference.save(spark, settings, training, rows, **model.asDict())
     return training, reference.load(spark, settings, training, model.run_id)
@@ -155,7 +225,7 @@ def measure_drift(
         monitoring.categorical_tests,
         monitoring.thresholds,
     )
-    return results, reference_set, current, numeric, categorical
+    return apply_feature_rules(results, monitoring.features), reference_set, current, numeric, categorical
 
 
 def drift_rows(spark: SparkSession, results: list[drift.ColumnDrift], scoring_date: dt.date, model) -> DataFrame:
@@ -244,63 +314,39 @@ def measure_quality(spark: SparkSession, settings: Settings, predictions: DataFr
     return tables.read_table(spark, target) if tables.table_exists(spark, target) else measured
 
 
-def _training_job_id(settings: Settings, override: int | None) -> int:
-    retraining = settings.env.retraining
-    raw = override or retraining.training_job_id or os.environ.get(retraining.training_job_id_env)
-    if not raw:
-        raise LakeforgeError(
-            f"retraining fired but no Databricks training job id is set: pass --training-job-id, set "
-            f"retraining.training_job_id in the environment file, or ${retraining.training_job_id_env}"
-        )
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise LakeforgeError(f"the Databricks training job id must be a number, not {raw!r}") from exc
+def evidence(spark: SparkSession, settings: Settings, scoring_date: dt.date, model) -> Evidence:
+    """The labels the model trained on against the labels that exist now, and the last retrain asked for."""
+    labels = settings.use_case.features.labels
+    newest = tables.read_table(spark, settings.table("gold", labels.table)).agg(F.max(F.to_date(labels.timestamp)))
+    decisions = settings.table("ops", _monitoring(settings).decisions_table)
+    last_retrain = None
+    if tables.table_exists(spark, decisions):
+        earlier = tables.read_table(spark, decisions).where(F.col("retrain") & (F.col("scoring_date") < scoring_date))
+        last_retrain = earlier.agg(F.max("scoring_date")).first()[0]
+    return Evidence(scoring_date, training_data.logged_labels_until(model.run_id), newest.first()[0], last_retrain)
 
 
-def trigger(
-    spark: SparkSession, settings: Settings, scoring_date: dt.date, decision: RetrainingDecision, job_id: int | None
-) -> str:
-    """Start training the way this environment does; returns what was started."""
-    retraining = settings.env.retraining
-    if retraining.trigger == "record":
-        return "recorded: the scheduler starts training"
-    if retraining.trigger == "local":
-        trained = training_job.run(spark, settings)
-        gate = training_job.validate(spark, settings)
-        verdict = "promoted" if gate.promoted else "kept as challenger"
-        return f"trained version {trained.version} in process: {verdict}"
-    from lakeforge import databricks_jobs
-
-    use_case = settings.use_case.name
-    run_id = databricks_jobs.run_training_job(
-        _training_job_id(settings, job_id),
-        {"use_case": use_case, "retraining_reason": "; ".join(decision.reasons)[:1000]},
-        idempotency_token=f"lakeforge-retrain-{use_case}-{scoring_date.isoformat()}",
-        wait=retraining.wait,
-        timeout=dt.timedelta(minutes=retraining.timeout_minutes),
-    )
-    return f"Databricks run {run_id}"
-
-
-def _record_decision(
-    spark: SparkSession, settings: Settings, result: MonitorResult, status: str, decision_file: Path
-) -> None:
+def record_outcome(spark: SparkSession, settings: Settings, result: MonitorResult, outcome: str) -> None:
+    """Upsert the date's decision, its reasons and what came of it, and rewrite the decision file."""
+    decision = result.decision
     row = (
         result.scoring_date,
         result.model_name,
         result.model_version,
-        result.decision.retrain,
-        result.decision.reasons,
+        decision.retrain,
+        decision.action,
+        decision.reasons,
+        decision.held_back,
         result.drifted_share,
         result.prediction_psi,
         result.recent_auc[-1] if result.recent_auc else None,
         settings.env.retraining.trigger,
-        status,
+        outcome,
     )
     schema = (
-        "scoring_date date, model_name string, model_version string, retrain boolean, reasons array<string>, "
-        "drifted_share double, prediction_psi double, latest_auc_roc double, trig string, outcome string"
+        "scoring_date date, model_name string, model_version string, retrain boolean, action string, "
+        "reasons array<string>, held_back string, drifted_share double, prediction_psi double, "
+        "latest_auc_roc double, trig string, outcome string"
     )
     decided = spark.createDataFrame([row], schema).withColumnRenamed("trig", "trigger")
     tables.upsert(
@@ -308,9 +354,18 @@ def _record_decision(
         settings.table("ops", _monitoring(settings).decisions_table),
         WINDOW_KEYS,
     )
-    decision_file.parent.mkdir(parents=True, exist_ok=True)
-    record = {**asdict(result.decision), "scoring_date": result.scoring_date.isoformat(), "outcome": status}
-    decision_file.write_text(json.dumps({**record, "model_version": result.model_version}, indent=2))
+    path = decision_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "retrain": decision.retrain,
+        "action": decision.action,
+        "reasons": decision.reasons,
+        "held_back": decision.held_back,
+        "scoring_date": result.scoring_date.isoformat(),
+        "outcome": outcome,
+        "model_version": result.model_version,
+    }
+    path.write_text(json.dumps(record, indent=2))
 
 
 def publish_task_value(settings: Settings, decision: RetrainingDecision) -> None:
@@ -331,10 +386,9 @@ def decision_path(settings: Settings) -> Path:
     return Path(settings.env.path("reports")) / "monitoring" / settings.use_case.name / "decision.json"
 
 
-def run(
-    spark: SparkSession, settings: Settings, scoring_date: dt.date | None = None, training_job_id: int | None = None
-) -> MonitorResult:
-    """Drift, quality and the retraining decision for one scoring date (default: the newest)."""
+def run(spark: SparkSession, settings: Settings, scoring_date: dt.date | None = None) -> MonitorResult:
+    """Drift, quality and the retraining decision for one scoring date (default: the newest). Decides only:
+    the caller acts on `result.decision` and records what it did with `record_outcome`."""
     monitoring = _monitoring(settings)
     tracking.configure(settings)
     predictions, scoring_date = _predictions_for(spark, settings, scoring_date)
@@ -362,12 +416,20 @@ def run(
         for row in history.where(F.col("model_version") == model.model_version).orderBy("scoring_date").collect()
         if row["auc_roc"] is not None
     ]
-    decision = decide(monitoring.retraining, share, prediction_psi, recent_auc)
+    seen = evidence(spark, settings, scoring_date, model)
+    decision = decide(monitoring.retraining, share, prediction_psi, recent_auc, seen)
     with mlflow.start_run(run_name=f"monitor-{scoring_date.isoformat()}"):
-        mlflow.set_tags({"model_version": model.model_version, "scoring_date": scoring_date.isoformat()})
+        mlflow.set_tags(
+            {"model_version": model.model_version, "scoring_date": scoring_date.isoformat(), "action": decision.action}
+        )
         psi_metric = {} if prediction_psi is None else {"prediction_psi": prediction_psi}
         mlflow.log_metrics({"drifted_share": share, **psi_metric})
         mlflow.log_artifact(str(report), "drift")
+    outcome = {
+        "retrain": f"retraining due: the '{settings.env.retraining.trigger}' trigger acts on it",
+        "alert": f"alert only: {decision.held_back}",
+        "none": "no retraining needed",
+    }[decision.action]
     result = MonitorResult(
         scoring_date,
         model.model_name,
@@ -377,18 +439,13 @@ def run(
         prediction_psi,
         recent_auc,
         decision,
-        "",
+        outcome,
         str(report),
+        seen,
     )
-    outcome = "no retraining needed"
-    if decision.retrain:
-        log.warning("monitor: retraining fired for %s: %s", scoring_date, "; ".join(decision.reasons))
-        try:
-            outcome = trigger(spark, settings, scoring_date, decision, training_job_id)
-        except LakeforgeError as exc:
-            _record_decision(spark, settings, result, f"trigger failed: {exc}", decision_path(settings))
-            raise
-    _record_decision(spark, settings, result, outcome, decision_path(settings))
+    if decision.reasons:
+        log.warning("monitor: %s on %s: %s (%s)", decision.action, scoring_date, "; ".join(decision.reasons), outcome)
+    record_outcome(spark, settings, result, outcome)
     publish_task_value(settings, decision)
     log.info("monitor: %s drifted share %.2f, prediction PSI %s: %s", scoring_date, share, prediction_psi, outcome)
-    return replace(result, triggered=outcome)
+    return result

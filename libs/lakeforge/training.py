@@ -25,18 +25,27 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge import feature_store, modeling, reference, single_node, tables, tracking
+from lakeforge import modeling, reference, single_node, tables, tracking
 from lakeforge.config import Settings, Training
-from lakeforge.errors import LakeforgeError, ModelRejected
+from lakeforge.errors import ModelRejected
 from lakeforge.provenance import code_version
-from lakeforge.text import vector_column
+from lakeforge.training_data import (
+    LABELS_UNTIL_TAG,
+    LINEAGE_ARTIFACT,
+    PARAMS_ARTIFACT,
+    TRAINING_ARTIFACT,
+    PreparedData,
+    logged_training,
+    logged_training_set,
+    logged_versions,
+    prepare,
+    training_config,
+    window_params,
+)
 
 log = logging.getLogger(__name__)
 
 TEST_METRIC_PREFIX = "test_"
-LINEAGE_ARTIFACT = "lineage.json"
-PARAMS_ARTIFACT = "best_params.json"
-TRAINING_ARTIFACT = "training_config.json"
 
 
 @dataclass(frozen=True)
@@ -60,59 +69,6 @@ class GateDecision:
     champion_auc: float | None
 
 
-@dataclass(frozen=True)
-class PreparedData:
-    """The time-split training set and what it was built from (Delta versions, the text pipeline that
-    computed the stored TF-IDF vectors)."""
-
-    train: DataFrame
-    validation: DataFrame
-    test: DataFrame
-    versions: dict[str, int]
-    text_vector: str | None
-    text_size: int | None
-    text_pipeline_path: str | None
-    raw_columns: list[str]
-
-
-def _training(settings: Settings) -> Training:
-    if settings.use_case.training is None:
-        raise LakeforgeError(f"use case '{settings.use_case.name}' declares no training: add a 'training' section")
-    return settings.use_case.training
-
-
-def prepare(
-    spark: SparkSession,
-    settings: Settings,
-    training: Training,
-    versions: dict[str, int] | None = None,
-    text_pipeline_path: str | None = None,
-) -> PreparedData:
-    """Build the point-in-time training set (at `versions` when reproducing) and split it by time."""
-    built = feature_store.training_set(spark, settings, versions)
-    text_vector = text_size = None
-    if training.text_feature_table:
-        spec = settings.use_case.features.tables[training.text_feature_table].text
-        text_pipeline_path = text_pipeline_path or feature_store.text_pipeline_path(
-            spark, settings, training.text_feature_table
-        )
-        text_vector, text_size = vector_column(spec), spec.num_features
-    rows = modeling.with_label(modeling.model_input(built.rows, training), built.label).persist()
-    train, validation, test = modeling.split_by_time(rows, built.timestamp, training.split)
-    counts = modeling.require_rows({"train": train, "validation": validation, "test": test}, modeling.LABEL)
-    log.info("training set: %s rows by window, versions %s", counts, built.versions)
-    return PreparedData(
-        train,
-        validation,
-        test,
-        built.versions,
-        text_vector,
-        text_size,
-        text_pipeline_path,
-        modeling.raw_feature_columns(training, text_vector),
-    )
-
-
 def fit_and_evaluate(
     training: Training, params: dict[str, Any], data: PreparedData, fit_rows: DataFrame, eval_rows: DataFrame
 ) -> tuple[PipelineModel, dict[str, float], DataFrame]:
@@ -124,7 +80,7 @@ def fit_and_evaluate(
 
 def run(spark: SparkSession, settings: Settings) -> TrainResult:
     """Tune, refit the best, evaluate on the test window, log everything, register the challenger."""
-    training = _training(settings)
+    training = training_config(settings)
     tracking.configure(settings)
     data = prepare(spark, settings, training)
     model_name = tracking.registered_model_name(settings)
@@ -271,21 +227,30 @@ def _tune_single_node(training: Training, data: PreparedData) -> tuple[dict[str,
 
 
 def _log_lineage(spark: SparkSession, settings: Settings, training: Training, data: PreparedData) -> None:
-    mlflow.set_tags({"lakeforge.code_version": code_version(), "lakeforge.use_case": settings.use_case.name})
+    mlflow.set_tags(
+        {
+            "lakeforge.code_version": code_version(),
+            "lakeforge.use_case": settings.use_case.name,
+            LABELS_UNTIL_TAG: data.labels_until.isoformat(),
+        }
+    )
     mlflow.log_params(
         {
             "engine": training.engine,
             "family": training.family,
             "seed": training.seed,
             "max_evals": training.max_evals,
-            "validation_from": training.split.validation_from.isoformat(),
-            "test_from": training.split.test_from.isoformat(),
+            "split": "relative" if training.split.relative else "fixed",
+            **window_params(data.split),
+            "labels_until": data.labels_until.isoformat(),
             "text_pipeline": data.text_pipeline_path or "",
         }
     )
     versions = {tables.plain_name(table): version for table, version in data.versions.items()}
     mlflow.log_dict({"versions": versions, "text_pipeline": data.text_pipeline_path}, LINEAGE_ARTIFACT)
-    mlflow.log_dict(json.loads(training.model_dump_json()), TRAINING_ARTIFACT)
+    # The window actually used: a relative split is logged resolved, so `reproduce` rebuilds these dates.
+    resolved = training.model_copy(update={"split": data.split})
+    mlflow.log_dict(json.loads(resolved.model_dump_json()), TRAINING_ARTIFACT)
     labels_table = settings.table("gold", settings.use_case.features.labels.table)
     for table, version in data.versions.items():
         tracking.log_table_input(
@@ -341,13 +306,15 @@ def _log_model(model: PipelineModel, data: PreparedData) -> None:
 def validate(spark: SparkSession, settings: Settings) -> GateDecision:
     """The gate: the challenger becomes champion only if it passes the thresholds and is not worse than
     the champion by more than the margin, both scored on the challenger's test window."""
-    training = _training(settings)
+    training = training_config(settings)
     tracking.configure(settings)
     name = tracking.registered_model_name(settings)
     challenger = tracking.require_version(name, tracking.CHALLENGER)
     champion = tracking.version_by_alias(name, tracking.CHAMPION)
+    # Both are judged on the challenger's own (newest) window: its Delta versions and its resolved split.
     lineage = mlflow.artifacts.load_dict(f"runs:/{challenger.run_id}/{LINEAGE_ARTIFACT}")
-    data = prepare(spark, settings, training, _versions(lineage), lineage.get("text_pipeline"))
+    window = training.model_copy(update={"split": logged_training(challenger.run_id).split})
+    data = prepare(spark, settings, window, logged_versions(lineage), lineage.get("text_pipeline"))
     challenger_metrics = _score(name, challenger.version, data, training)
     reasons = []
     if challenger_metrics["auc_roc"] < training.gate.min_auc_roc:
@@ -400,10 +367,6 @@ def validate(spark: SparkSession, settings: Settings) -> GateDecision:
     return decision
 
 
-def _versions(lineage: dict[str, Any]) -> dict[str, int]:
-    return {tables.quoted_name(table): int(version) for table, version in lineage["versions"].items()}
-
-
 def _score(name: str, version: str, data: PreparedData, training: Training) -> dict[str, float]:
     """Test-window metrics of a registered version: Spark models score the whole window, scikit-learn
     models (pyfunc, predicting probabilities) the same sample they are trained and tested on."""
@@ -415,18 +378,6 @@ def _score(name: str, version: str, data: PreparedData, training: Training) -> d
     test = single_node.to_pandas_sample(data.test, training, modeling.LABEL)
     scores = np.asarray(model.predict(test[columns]))[:, 1]
     return single_node.evaluate_scores(test[modeling.LABEL].astype(int).to_numpy(), scores, training.decision_threshold)
-
-
-def logged_training(run_id: str) -> Training:
-    """The training config a run logged (its features, threshold and search), not today's config."""
-    return Training.model_validate(mlflow.artifacts.load_dict(f"runs:/{run_id}/{TRAINING_ARTIFACT}"))
-
-
-def logged_training_set(spark: SparkSession, settings: Settings, run_id: str) -> tuple[Training, PreparedData]:
-    """A training run's own config and its training set, rebuilt from the Delta versions it logged."""
-    training = logged_training(run_id)
-    lineage = mlflow.artifacts.load_dict(f"runs:/{run_id}/{LINEAGE_ARTIFACT}")
-    return training, prepare(spark, settings, training, _versions(lineage), lineage.get("text_pipeline"))
 
 
 def reproduce(spark: SparkSession, settings: Settings, run_id: str) -> dict[str, dict[str, float]]:

@@ -1,0 +1,228 @@
+"""The steps of a use case, run in order, and what happens on the monitor's decision.
+
+This layer stands above every stage: it calls them in data-flow order and is the one place that
+acts on the monitor's retraining decision (the monitor only decides). Within one run, training
+happens at most once: `all` skips `train` and `validate` while a champion exists (retraining is the
+monitor's call, acted on after it), and a retrain the monitor asks for is not started when this run
+has trained already.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from lakeforge.config import Settings
+from lakeforge.errors import LakeforgeError
+
+log = logging.getLogger("lakeforge.pipeline")
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """Options a step may use; each step reads only its own."""
+
+    full: bool = False
+    scoring_date: dt.date | None = None
+    training_job_id: int | None = None
+
+
+@dataclass
+class RunState:
+    """What the steps of one run did so far (the pipeline consults it before training twice), and the
+    steps it skipped with why."""
+
+    trained: bool = False
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _ingest(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
+    from lakeforge import bronze
+
+    bronze.run(spark, settings)
+
+
+def _silver(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
+    from lakeforge import silver
+
+    silver.run(spark, settings)
+
+
+def _gold(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
+    from lakeforge import gold
+
+    gold.run(spark, settings)
+
+
+def _features(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
+    from lakeforge import feature_store
+
+    if settings.use_case.features is None:
+        log.info("step features: use case %s declares no features, nothing to do", settings.use_case.name)
+        return
+    feature_store.run(spark, settings, full=options.full)
+
+
+def _train(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
+    from lakeforge import training
+
+    if settings.use_case.training is None:
+        log.info("step train: use case %s declares no training, nothing to do", settings.use_case.name)
+        return
+    result = training.run(spark, settings)
+    state.trained = True
+    print(
+        f"trained {result.model_name} version {result.version} (run {result.run_id}, {result.trials} trials): "
+        f"test AUC-ROC {result.test_metrics['auc_roc']:.4f}, AUC-PR {result.test_metrics['auc_pr']:.4f}"
+    )
+
+
+def _validate(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
+    from lakeforge import training
+
+    if settings.use_case.training is None:
+        log.info("step validate: use case %s declares no training, nothing to do", settings.use_case.name)
+        return
+    decision = training.validate(spark, settings)
+    verdict = "promoted to champion" if decision.promoted else "kept as challenger: " + "; ".join(decision.reasons)
+    print(f"{decision.model_name} version {decision.version}: {verdict}")
+
+
+def _score(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
+    from lakeforge import scoring
+
+    if settings.use_case.scoring is None:
+        log.info("step score: use case %s declares no scoring, nothing to do", settings.use_case.name)
+        return
+    result = scoring.run(spark, settings, options.scoring_date)
+    print(
+        f"scored {result.rows} entities for {result.scoring_date} into {result.table} "
+        f"with {result.model_name} version {result.model_version}"
+    )
+
+
+def _monitor(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
+    from lakeforge import monitoring
+
+    if settings.use_case.monitoring is None:
+        log.info("step monitor: use case %s declares no monitoring, nothing to do", settings.use_case.name)
+        return
+    result = monitoring.run(spark, settings, options.scoring_date)
+    if result.decision.retrain:
+        try:
+            outcome = act_on_retraining(spark, settings, result, options.training_job_id, state)
+        except LakeforgeError as exc:
+            monitoring.record_outcome(spark, settings, result, f"trigger failed: {exc}")
+            raise
+        monitoring.record_outcome(spark, settings, result, outcome)
+        result = replace(result, triggered=outcome)
+    psi = "n/a" if result.prediction_psi is None else f"{result.prediction_psi:.3f}"
+    decision = result.decision
+    verdict = {
+        "retrain": f"RETRAIN: {'; '.join(decision.reasons)}",
+        "alert": f"ALERT: {'; '.join(decision.reasons)}",
+        "none": "no retraining",
+    }[decision.action]
+    print(
+        f"monitored {result.model_name} version {result.model_version} on {result.scoring_date}: "
+        f"{result.drifted_share:.0%} of features drifted, prediction PSI {psi}; {verdict} ({result.triggered}); "
+        f"report {result.report}"
+    )
+
+
+STEPS: dict[str, Callable] = {
+    "ingest": _ingest,
+    "silver": _silver,
+    "gold": _gold,
+    "features": _features,
+    "train": _train,
+    "validate": _validate,
+    "score": _score,
+    "monitor": _monitor,
+}
+# Steps that `all` runs only when there is no champion yet: afterwards the monitor decides on retraining.
+BOOTSTRAP_STEPS = ("train", "validate")
+
+
+def training_job_id(settings: Settings, override: int | None) -> int:
+    retraining = settings.env.retraining
+    raw = override or retraining.training_job_id or os.environ.get(retraining.training_job_id_env)
+    if not raw:
+        raise LakeforgeError(
+            f"retraining fired but no Databricks training job id is set: pass --training-job-id, set "
+            f"retraining.training_job_id in the environment file, or ${retraining.training_job_id_env}"
+        )
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise LakeforgeError(f"the Databricks training job id must be a number, not {raw!r}") from exc
+
+
+def act_on_retraining(spark, settings: Settings, result, job_id: int | None, state: RunState | None = None) -> str:
+    """Start training the way this environment does (`retraining.trigger`); returns what was done."""
+    retraining = settings.env.retraining
+    if retraining.trigger == "record":
+        return "recorded: the scheduler starts training"
+    if retraining.trigger == "local":
+        if state is not None and state.trained:
+            return "not retrained: this run trained already"
+        from lakeforge import training
+
+        trained = training.run(spark, settings)
+        gate = training.validate(spark, settings)
+        if state is not None:
+            state.trained = True
+        verdict = "promoted" if gate.promoted else "kept as challenger"
+        return f"trained version {trained.version} in process: {verdict}"
+    from lakeforge import databricks_jobs
+
+    use_case = settings.use_case.name
+    run_id = databricks_jobs.run_training_job(
+        training_job_id(settings, job_id),
+        {"use_case": use_case, "retraining_reason": "; ".join(result.decision.reasons)[:1000]},
+        idempotency_token=f"lakeforge-retrain-{use_case}-{result.scoring_date.isoformat()}",
+        wait=retraining.wait,
+        timeout=dt.timedelta(minutes=retraining.timeout_minutes),
+    )
+    return f"Databricks run {run_id}"
+
+
+def champion_version(settings: Settings) -> str | None:
+    """The registered version behind the `champion` alias, if any."""
+    from lakeforge import tracking
+
+    tracking.configure(settings)
+    champion = tracking.version_by_alias(tracking.registered_model_name(settings), tracking.CHAMPION)
+    return champion.version if champion else None
+
+
+def expand(steps: list[str]) -> list[tuple[str, bool]]:
+    """The step names in order, each marked whether it came from `all` (and so may be skipped)."""
+    return [(name, step == "all") for step in steps for name in (STEPS if step == "all" else [step])]
+
+
+def run_steps(spark, settings: Settings, steps: list[str], options: StepOptions | None = None) -> RunState:
+    """Run the steps given in order (`all`: every step), logging each one's duration. `train` and `validate`
+    asked by name always run; from `all` they run only while there is no champion."""
+    options = options or StepOptions()
+    state = RunState()
+    champion = None
+    for name, from_all in expand(steps):
+        if from_all and name in BOOTSTRAP_STEPS and settings.use_case.training is not None:
+            champion = champion or champion_version(settings)
+            if champion is not None:
+                state.skipped[name] = (
+                    f"version {champion} is champion and retraining is the monitor's decision "
+                    "(run `lakeforge run train validate` to train anyway)"
+                )
+                log.info("step %s: skipped: %s", name, state.skipped[name])
+                continue
+        started = time.monotonic()
+        log.info("step %s: started", name)
+        STEPS[name](spark, settings, options, state)
+        log.info("step %s: done in %.1fs", name, time.monotonic() - started)
+    return state

@@ -1,0 +1,43 @@
+"""The data flows one way: no stage imports a later one, and only the pipeline layer acts on decisions."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "libs" / "lakeforge"
+# Stages of the model half in data-flow order; each may import earlier ones only.
+MODEL_STAGES = ["training_data", "training", "scoring", "monitoring"]
+ABOVE_THE_STAGES = {"pipeline", "cli"}
+
+
+def lakeforge_imports(module: str) -> set[str]:
+    """The lakeforge modules `module` imports, at the top or inside functions."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lakeforge"):
+            if node.module == "lakeforge":
+                found |= {alias.name for alias in node.names}
+            else:
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("lakeforge.")}
+    return found
+
+
+@pytest.mark.parametrize("stage", MODEL_STAGES)
+def test_no_model_stage_imports_a_later_stage_or_the_layer_above(stage):
+    later = set(MODEL_STAGES[MODEL_STAGES.index(stage) + 1 :]) | ABOVE_THE_STAGES
+    assert lakeforge_imports(stage) & later == set()
+
+
+def test_only_the_cli_imports_the_pipeline_layer():
+    importers = {path.stem for path in PACKAGE.glob("*.py") if "pipeline" in lakeforge_imports(path.stem)}
+    assert importers == {"cli"}
+
+
+def test_the_check_sees_imports_inside_functions():
+    assert {"training", "databricks_jobs", "monitoring"} <= lakeforge_imports("pipeline")

@@ -1,0 +1,63 @@
+"""The pipeline layer: `all` trains only while there is no champion, and one run never trains twice."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+
+from lakeforge import monitoring, pipeline
+
+
+@pytest.fixture
+def recorded_steps(monkeypatch):
+    """Every step replaced by a recorder except `train` and `validate`, which stay real unless a test
+    replaces them too."""
+    calls = []
+
+    def recorder(name):
+        return lambda spark, settings, options, state: calls.append(name)
+
+    for name in pipeline.STEPS:
+        if name not in pipeline.BOOTSTRAP_STEPS:
+            monkeypatch.setitem(pipeline.STEPS, name, recorder(name))
+    return calls, recorder
+
+
+def _runs(settings) -> int:
+    from lakeforge import tracking
+
+    tracking.configure(settings)
+    return len(mlflow.search_runs(search_all_experiments=True))
+
+
+def test_all_with_a_champion_skips_train_and_validate(spark, churn_champion, recorded_steps):
+    calls, _ = recorded_steps
+    before = _runs(churn_champion)
+    state = pipeline.run_steps(spark, churn_champion, ["all"])
+    assert calls == ["ingest", "silver", "gold", "features", "score", "monitor"]
+    assert _runs(churn_champion) == before, "MLflow holds no new run"
+    assert list(state.skipped) == ["train", "validate"] and not state.trained
+    assert all("is champion and retraining is the monitor's decision" in why for why in state.skipped.values())
+
+
+def test_all_without_a_champion_trains_and_train_by_name_always_does(
+    spark, churn_features, training_settings, recorded_steps, tmp_path, monkeypatch
+):
+    calls, recorder = recorded_steps
+    for name in pipeline.BOOTSTRAP_STEPS:
+        monkeypatch.setitem(pipeline.STEPS, name, recorder(name))
+    fresh = training_settings(churn_features, tmp_path / "mlflow")
+    pipeline.run_steps(spark, fresh, ["all"])
+    assert calls == list(pipeline.STEPS)
+    calls.clear()
+    monkeypatch.setattr(pipeline, "champion_version", lambda settings: "1")
+    pipeline.run_steps(spark, fresh, ["train", "validate"])
+    assert calls == ["train", "validate"]
+
+
+def test_a_retrain_the_monitor_asks_for_is_not_started_twice_in_one_run(churn_champion):
+    asked = monitoring.MonitorResult(
+        None, "m", "1", [], 0.0, None, [], monitoring.RetrainingDecision(True, ["x"]), "", "", monitoring.Evidence()
+    )
+    outcome = pipeline.act_on_retraining(None, churn_champion, asked, None, pipeline.RunState(trained=True))
+    assert churn_champion.env.retraining.trigger == "local" and outcome == "not retrained: this run trained already"
