@@ -2,7 +2,9 @@
 
 Customers have a hidden churn risk that shapes what they do: risky customers order less, spend
 less, stop ordering when they cancel, and write unhappy support tickets. A cancellation becomes
-known (`recorded_at`) two to six weeks after it happens, as churn labels do.
+known (`recorded_at`) two to six weeks after it happens, as churn labels do. The history batch
+starts `WARMUP_DAYS` before the first day labels are cut from, so every feature window is complete
+at every label cutoff.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from lakeforge.features import trailing_day_text, trailing_day_windows
 
 START = dt.datetime(2026, 1, 1)
 HISTORY_DAYS = 90
-DAILY_SHARE = 30  # a later batch (one new day) has rows // DAILY_SHARE orders
+# History also covers the longest feature window (90 days) before START, so every label cutoff (from
+# 2026-01-22) sees complete windows, as scoring does later: no train/serve skew from truncated windows.
+WARMUP_DAYS = 90
+# A later batch (one new day) has the history's orders per day: rows // DAILY_SHARE.
+DAILY_SHARE = WARMUP_DAYS + HISTORY_DAYS
 CHURN_RISK = 0.7
 PLANS = ["basic", "standard", "premium"]
 PLAN_FEES = {"basic": 9.99, "standard": 19.99, "premium": 39.99}
@@ -52,7 +58,8 @@ def _customers(spark: SparkSession, seed: int, count: int) -> DataFrame:
     idx = F.col("id")
     risk = unit_random(seed, "risk", idx)
     plan = pick(PLANS, unit_random(seed, "plan", idx))
-    signup = F.date_sub(F.lit(START.date()), F.floor(unit_random(seed, "signup", idx) * 700).cast("int"))
+    first_day = (START - dt.timedelta(days=WARMUP_DAYS)).date()
+    signup = F.date_sub(F.lit(first_day), F.floor(unit_random(seed, "signup", idx) * 610).cast("int"))
     cancel_day = 20 + unit_random(seed, "cancel", idx) * (HISTORY_DAYS + 40)
     return spark.range(count).select(
         F.col("id").alias("_idx"),
@@ -72,7 +79,7 @@ def _customers(spark: SparkSession, seed: int, count: int) -> DataFrame:
 
 def _orders(spark: SparkSession, seed: int, customers: DataFrame, rows: int, batch: int) -> DataFrame:
     count = customers.count()
-    day_start, day_length = (0, HISTORY_DAYS) if batch == 0 else (HISTORY_DAYS + batch - 1, 1)
+    day_start, day_length = (-WARMUP_DAYS, WARMUP_DAYS + HISTORY_DAYS) if batch == 0 else (HISTORY_DAYS + batch - 1, 1)
     new_rows = rows if batch == 0 else max(1, rows // DAILY_SHARE)
     base = spark.range(new_rows).select(
         F.col("id").alias("_row"),
