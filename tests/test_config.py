@@ -109,7 +109,7 @@ def _labels_source_unexpected(data):
 
 
 def _split_dates_and_days(data):
-    data["training"]["split"]["test_days"] = 14
+    data["training"]["split"].update({"validation_from": "2026-02-05", "test_from": "2026-02-12", "test_days": 14})
 
 
 def _split_half_relative(data):

@@ -406,6 +406,8 @@ def test_rerun_that_fires_locally_trains_a_new_version_and_replaces_the_dates_ro
 
 
 LATER = dt.date(2026, 3, 1)
+FEB_19, FEB_20, FEB_27 = dt.date(2026, 2, 19), dt.date(2026, 2, 20), dt.date(2026, 2, 27)
+MAR_10, MAR_13 = dt.date(2026, 3, 10), dt.date(2026, 3, 13)
 
 
 @pytest.mark.parametrize(
@@ -413,7 +415,12 @@ LATER = dt.date(2026, 3, 1)
     [
         # drift without labels past the model's window only alerts; with them it retrains
         ({}, [], monitoring.Evidence(LATER, dt.date(2026, 2, 19), dt.date(2026, 2, 19)), "alert", "drift without new"),
-        ({}, [], monitoring.Evidence(LATER, dt.date(2026, 2, 19), dt.date(2026, 2, 26)), "retrain", None),
+        ({}, [], monitoring.Evidence(LATER, FEB_19, dt.date(2026, 2, 26), drift_since=FEB_20), "retrain", None),
+        # new labels, but all from before the drift began (today, or the first day it fired): alert only
+        ({}, [], monitoring.Evidence(LATER, FEB_19, dt.date(2026, 2, 26)), "alert", "drift without labels from after"),
+        # with a relative split the newest test_days only test: labels after the drift must reach past them
+        ({}, [], monitoring.Evidence(LATER, FEB_19, MAR_10, drift_since=FEB_27, test_days=14), "alert", "drift witho"),
+        ({}, [], monitoring.Evidence(LATER, FEB_19, MAR_13, drift_since=FEB_27, test_days=14), "retrain", None),
         ({"require_new_labels": False}, [], monitoring.Evidence(LATER, dt.date(2026, 2, 19), None), "retrain", None),
         # drift set to alert never retrains; falling quality still does
         ({"on_drift": "alert"}, [], monitoring.Evidence(), "alert", "drift alone only alerts"),

@@ -15,14 +15,16 @@ log = logging.getLogger("lakeforge")
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
-    from lakeforge.datagen import BatchSpec, generate_batch
+    from lakeforge.datagen import BatchSpec, check_scenario, generate_batch
     from lakeforge.session import build_spark
 
     use_case = load_use_case(args.use_case, check_expectations=False)
     env = load_environment(args.env)
+    check_scenario(use_case, args.scenario)
     spark = build_spark(env, "lakeforge-generate")
     for batch in range(args.batch, args.batch + args.batches):
-        manifest = generate_batch(spark, use_case, env.path("landing"), BatchSpec(args.rows, args.seed, batch))
+        spec = BatchSpec(args.rows, args.seed, batch, args.scenario, args.drift_from)
+        manifest = generate_batch(spark, use_case, env.path("landing"), spec)
         for source, counts in manifest.items():
             log.info("generated %s batch %d: %s", source, batch, counts)
 
@@ -39,6 +41,45 @@ def _cmd_run(args: argparse.Namespace) -> None:
         from lakeforge.config import lakeforge_home
 
         write_spark_defaults(settings.env, lakeforge_home() / "spark-conf")
+
+
+def _cmd_simulate(args: argparse.Namespace) -> None:
+    from lakeforge import simulation
+    from lakeforge.datagen import check_scenario, scenarios
+    from lakeforge.session import build_spark
+
+    settings = load_settings(args.use_case, args.env, overrides=args.set)
+    scenario = args.scenario
+    if args.drift_from is not None and scenario is None:
+        offered = sorted(scenarios(settings.use_case))
+        if len(offered) != 1:
+            raise LakeforgeError(
+                f"--drift-from needs --scenario: use case '{args.use_case}' offers {offered or 'none'}"
+            )
+        scenario = offered[0]
+    if scenario is not None and args.drift_from is None:
+        raise LakeforgeError(f"--scenario {scenario} needs --drift-from DAY (1 is the first simulated day)")
+    check_scenario(settings.use_case, scenario)
+    spark = build_spark(settings.env, "lakeforge-simulate")
+    timeline = simulation.simulate(spark, settings, args.days, args.rows, args.seed, scenario, args.drift_from)
+    rows = [
+        (
+            d.day,
+            d.scoring_date,
+            d.scored_by,
+            d.champion,
+            "-" if d.auc_roc is None else f"{d.auc_roc:.3f}",
+            f"{d.drifted_share:.0%}",
+            "-" if d.prediction_psi is None else f"{d.prediction_psi:.3f}",
+            d.action,
+            d.held_back or d.outcome,
+            f"{d.seconds:.0f}",
+        )
+        for d in timeline.days
+    ]
+    header = ["day", "scoring date", "scored by", "champion", "AUC", "drifted", "pred PSI", "action", "why", "s"]
+    _print_table(header, rows)
+    print(f"timeline: {timeline.table}, {timeline.csv}, {timeline.plot}")
 
 
 def _cmd_sql(args: argparse.Namespace) -> None:
@@ -97,6 +138,20 @@ def _print_table(header: list[str], rows: list[tuple]) -> None:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakeforge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -104,12 +159,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     generate = commands.add_parser("generate-data", help="write raw landing files with realistic defects")
     generate.add_argument("--use-case", required=True)
-    generate.add_argument("--rows", type=int, default=100_000, help="rows of the main feed per batch")
+    generate.add_argument("--rows", type=_positive, default=100_000, help="rows of the main feed in the history")
     generate.add_argument("--seed", type=int, default=7)
-    generate.add_argument("--batch", type=int, default=0, help="first batch: 0 is history, 1.. are new days")
-    generate.add_argument("--batches", type=int, default=1, help="how many consecutive batches to write")
+    generate.add_argument("--batch", type=_not_negative, default=0, help="first batch: 0 is history, 1.. new days")
+    generate.add_argument("--batches", type=_positive, default=1, help="how many consecutive batches to write")
+    generate.add_argument("--scenario", help="a named drift scenario of the use case's generator (churn: price_rise)")
+    generate.add_argument(
+        "--drift-from", type=_positive, default=1, help="with --scenario: the first batch the scenario changes"
+    )
     generate.add_argument("--env", default="local")
     generate.set_defaults(handler=_cmd_generate)
+
+    simulate = commands.add_parser(
+        "simulate", help="land one generated day at a time, run the daily pipeline on each, write the timeline"
+    )
+    simulate.add_argument("--use-case", required=True)
+    simulate.add_argument("--days", type=_positive, required=True, help="how many new days to simulate")
+    simulate.add_argument(
+        "--drift-from", type=_positive, help="the simulated day (1 is the first) the drift scenario starts"
+    )
+    simulate.add_argument("--scenario", help="the drift scenario (default: the use case's only one)")
+    simulate.add_argument("--rows", type=_positive, default=100_000, help="rows of the main feed in the history")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--env", default="local")
+    simulate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SCOPE.KEY=VALUE",
+        help="override a config value, as for `run` (repeatable)",
+    )
+    simulate.set_defaults(handler=_cmd_simulate)
 
     run = commands.add_parser("run", help="run a pipeline step")
     run.add_argument("steps", nargs="+", choices=[*STEPS, "all"], metavar="STEP", help=f"{', '.join(STEPS)} or all")

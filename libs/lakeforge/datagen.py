@@ -9,6 +9,7 @@ with a `_manifest.json` (ignored by Spark) counting the defects injected.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.config import Source, UseCase, resolve_callable
+from lakeforge.errors import LakeforgeError
 
 DEFECT_RATE = 0.004
 DEFECTS = ("malformed", "wrong_type", "null_key", "out_of_range", "duplicate", "late_update")
@@ -55,11 +57,35 @@ def pick(values: list[str], u: Column) -> Column:
 
 @dataclass(frozen=True)
 class BatchSpec:
-    """What a use case generator is asked for: batch 0 is history, later batches are new days."""
+    """What a use case generator is asked for: batch 0 is history, later batches are new days; from batch
+    `drift_from` on, the named drift `scenario` of the generator (its module's `SCENARIOS`) changes the data."""
 
     rows: int
     seed: int
     batch: int
+    scenario: str | None = None
+    drift_from: int = 1
+
+    def drifting(self, scenario: str) -> bool:
+        return self.scenario == scenario and self.batch >= self.drift_from
+
+
+def scenarios(use_case: UseCase) -> dict[str, str]:
+    """The drift scenarios a use case's generator offers: name to what changes."""
+    if use_case.generator is None:
+        return {}
+    module = importlib.import_module(use_case.generator.partition(":")[0])
+    return dict(getattr(module, "SCENARIOS", {}))
+
+
+def check_scenario(use_case: UseCase, scenario: str | None) -> None:
+    """Refuse a scenario the use case's generator does not offer, before any Spark work."""
+    if scenario is None:
+        return
+    offered = scenarios(use_case)
+    if scenario not in offered:
+        known = ", ".join(sorted(offered)) or "none"
+        raise LakeforgeError(f"use case '{use_case.name}' has no drift scenario '{scenario}' (offered: {known})")
 
 
 def _out_of_range_value(source: Source) -> tuple[str, str] | None:
@@ -162,6 +188,7 @@ def write_lines(lines: DataFrame, source: Source, header: str, folder: str, file
 
 def generate_batch(spark: SparkSession, use_case: UseCase, landing: str, spec: BatchSpec) -> dict[str, dict[str, int]]:
     """Generate one batch of landing files for every source; return the defect counts per source."""
+    check_scenario(use_case, spec.scenario)
     generate = resolve_callable(use_case.generator)
     clean = generate(spark, spec)
     manifest: dict[str, dict[str, int]] = {}

@@ -64,12 +64,24 @@ class Evidence:
     labels_until: dt.date | None = None  # the newest label the model trained or tested on
     newest_label: dt.date | None = None  # the newest label that exists now
     last_retrain: dt.date | None = None  # the last scoring date whose decision was to retrain
+    drift_since: dt.date | None = None  # the first scoring date a clause fired for this model (None: today)
+    test_days: int | None = None  # a relative split's test window: labels there test, they do not train
 
     @property
     def new_labels(self) -> bool:
         if self.labels_until is None:
             return True
         return self.newest_label is not None and self.newest_label > self.labels_until
+
+    @property
+    def labels_after_drift(self) -> bool:
+        """Whether a retrain now would fit on labels cut after the drift began: with a relative split, the
+        newest `test_days` of labels only test, so the labels after the drift must reach further."""
+        since = self.drift_since or self.scoring_date
+        if since is None or self.newest_label is None:
+            return self.new_labels
+        fitted_until = self.newest_label - dt.timedelta(days=self.test_days or 0)
+        return self.new_labels and fitted_until >= since
 
 
 @dataclass(frozen=True)
@@ -114,13 +126,22 @@ def decide(
     kind = "quality below the policy" if degraded else "drift"
     if not degraded and policy.on_drift == "alert":
         return RetrainingDecision(False, reasons, "drift alone only alerts (on_drift: alert)")
+    newest = evidence.newest_label.isoformat() if evidence.newest_label else "none"
     if policy.require_new_labels and not evidence.new_labels:
-        newest = evidence.newest_label.isoformat() if evidence.newest_label else "none"
         return RetrainingDecision(
             False,
             reasons,
             f"{kind} without new labels: alert only (newest label {newest}; the model's training window "
             f"ends {evidence.labels_until.isoformat()})",
+        )
+    if policy.require_new_labels and not degraded and not evidence.labels_after_drift:
+        since = evidence.drift_since or evidence.scoring_date
+        testing = f", of which the last {evidence.test_days} days only test" if evidence.test_days else ""
+        return RetrainingDecision(
+            False,
+            reasons,
+            f"drift without labels from after it to train on: alert only (drifting since {since.isoformat()}, "
+            f"newest label {newest}{testing})",
         )
     if policy.cooldown_days and evidence.last_retrain and evidence.scoring_date:
         days = (evidence.scoring_date - evidence.last_retrain).days
@@ -319,11 +340,23 @@ def evidence(spark: SparkSession, settings: Settings, scoring_date: dt.date, mod
     labels = settings.use_case.features.labels
     newest = tables.read_table(spark, settings.table("gold", labels.table)).agg(F.max(F.to_date(labels.timestamp)))
     decisions = settings.table("ops", _monitoring(settings).decisions_table)
-    last_retrain = None
+    last_retrain = drift_since = None
     if tables.table_exists(spark, decisions):
-        earlier = tables.read_table(spark, decisions).where(F.col("retrain") & (F.col("scoring_date") < scoring_date))
-        last_retrain = earlier.agg(F.max("scoring_date")).first()[0]
-    return Evidence(scoring_date, training_data.logged_labels_until(model.run_id), newest.first()[0], last_retrain)
+        earlier = tables.read_table(spark, decisions).where(F.col("scoring_date") < scoring_date)
+        fired = F.col("model_version") == model.model_version
+        fired &= F.size("reasons") > 0
+        last_retrain, drift_since = earlier.agg(
+            F.max(F.when(F.col("retrain"), F.col("scoring_date"))), F.min(F.when(fired, F.col("scoring_date")))
+        ).first()
+    split = settings.use_case.training.split
+    return Evidence(
+        scoring_date,
+        training_data.logged_labels_until(model.run_id),
+        newest.first()[0],
+        last_retrain,
+        drift_since,
+        split.test_days if split.relative else None,
+    )
 
 
 def record_outcome(spark: SparkSession, settings: Settings, result: MonitorResult, outcome: str) -> None:

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from lakeforge.config import Settings
 from lakeforge.errors import LakeforgeError
@@ -38,6 +39,7 @@ class RunState:
 
     trained: bool = False
     skipped: dict[str, str] = field(default_factory=dict)
+    monitored: Any = None  # the monitor step's result (monitoring.MonitorResult), with what was done on it
 
 
 def _ingest(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
@@ -120,6 +122,7 @@ def _monitor(spark, settings: Settings, options: StepOptions, state: RunState) -
             raise
         monitoring.record_outcome(spark, settings, result, outcome)
         result = replace(result, triggered=outcome)
+    state.monitored = result
     psi = "n/a" if result.prediction_psi is None else f"{result.prediction_psi:.3f}"
     decision = result.decision
     verdict = {
@@ -197,7 +200,7 @@ def champion_version(settings: Settings) -> str | None:
 
     tracking.configure(settings)
     champion = tracking.version_by_alias(tracking.registered_model_name(settings), tracking.CHAMPION)
-    return champion.version if champion else None
+    return str(champion.version) if champion else None
 
 
 def expand(steps: list[str]) -> list[tuple[str, bool]]:

@@ -24,7 +24,17 @@ HISTORY_DAYS = 90
 WARMUP_DAYS = 90
 # A later batch (one new day) has the history's orders per day: rows // DAILY_SHARE.
 DAILY_SHARE = WARMUP_DAYS + HISTORY_DAYS
+# A cancellation is recorded two to six weeks after it happens.
+MIN_LABEL_DELAY_DAYS = 14
+LABEL_DELAY_SPREAD_DAYS = 28
 CHURN_RISK = 0.7
+PRICE_RISE = "price_rise"
+PRICE_RISE_FEE = 54.99
+SCENARIOS = {
+    PRICE_RISE: "from the drift batch's day on the premium plan costs 54.99 instead of 39.99 (every premium "
+    "customer gets a profile update that day), and half of the premium customers who would have stayed cancel "
+    "within three weeks, doing nothing else differently: who churns changes, and only the plan and fee show it",
+}
 PLANS = ["basic", "standard", "premium"]
 PLAN_FEES = {"basic": 9.99, "standard": 19.99, "premium": 39.99}
 COUNTRIES = ["US", "GB", "DE", "FR", "IN", "BR"]
@@ -54,13 +64,25 @@ def customer_count(rows: int) -> int:
     return max(50, rows // 10)
 
 
-def _customers(spark: SparkSession, seed: int, count: int) -> DataFrame:
-    idx = F.col("id")
+def _price_rise_day(spec: BatchSpec) -> int:
+    """Days after START of the first day the price rise applies: the drift batch's day."""
+    return HISTORY_DAYS + spec.drift_from - 1
+
+
+def _customers(spark: SparkSession, spec: BatchSpec, count: int) -> DataFrame:
+    seed, idx = spec.seed, F.col("id")
     risk = unit_random(seed, "risk", idx)
     plan = pick(PLANS, unit_random(seed, "plan", idx))
     first_day = (START - dt.timedelta(days=WARMUP_DAYS)).date()
     signup = F.date_sub(F.lit(first_day), F.floor(unit_random(seed, "signup", idx) * 610).cast("int"))
-    cancel_day = 20 + unit_random(seed, "cancel", idx) * (HISTORY_DAYS + 40)
+    cancel_day = F.when(risk > CHURN_RISK, 20 + unit_random(seed, "cancel", idx) * (HISTORY_DAYS + 40))
+    fee = F.coalesce(*[F.when(plan == p, F.lit(fee)) for p, fee in PLAN_FEES.items()])
+    if spec.drifting(PRICE_RISE):
+        premium = plan == "premium"
+        leaves = premium & (risk <= CHURN_RISK) & (unit_random(seed, "rise", idx) < 0.5)
+        rise_cancel_day = _price_rise_day(spec) + 2 + unit_random(seed, "risecancel", idx) * 19
+        cancel_day = F.when(leaves, rise_cancel_day).otherwise(cancel_day)
+        fee = F.when(premium, F.lit(PRICE_RISE_FEE)).otherwise(fee)
     return spark.range(count).select(
         F.col("id").alias("_idx"),
         F.format_string("C%07d", idx).alias("customer_id"),
@@ -69,11 +91,13 @@ def _customers(spark: SparkSession, seed: int, count: int) -> DataFrame:
         pick(COUNTRIES, unit_random(seed, "country", idx)).alias("country"),
         (18 + F.floor(unit_random(seed, "age", idx) * 60)).cast("int").alias("age"),
         signup.alias("signup_date"),
-        F.coalesce(*[F.when(plan == p, F.lit(fee)) for p, fee in PLAN_FEES.items()]).alias("monthly_fee"),
+        fee.alias("monthly_fee"),
         _timestamp(F.lit(0) - F.floor(unit_random(seed, "upd", idx) * 86400 * 30).cast("long")).alias("updated_at"),
         risk.alias("_risk"),
-        F.when(risk > CHURN_RISK, _timestamp((cancel_day * 86400).cast("long"))).alias("_cancelled_at"),
-        (14 + F.floor(unit_random(seed, "delay", idx) * 28)).cast("int").alias("_label_delay_days"),
+        _timestamp((cancel_day * 86400).cast("long")).alias("_cancelled_at"),
+        (MIN_LABEL_DELAY_DAYS + F.floor(unit_random(seed, "delay", idx) * LABEL_DELAY_SPREAD_DAYS))
+        .cast("int")
+        .alias("_label_delay_days"),
     )
 
 
@@ -154,7 +178,7 @@ def _tickets(seed: int, orders_like: DataFrame, batch: int) -> DataFrame:
 def generate(spark: SparkSession, spec: BatchSpec) -> dict[str, DataFrame]:
     """Clean rows of every churn source for one batch (history for batch 0, a new day after)."""
     count = customer_count(spec.rows)
-    customers = _customers(spark, spec.seed, count).cache()
+    customers = _customers(spark, spec, count).cache()
     orders = _orders(spark, spec.seed, customers, spec.rows, spec.batch)
     with_risk = orders.where(~F.col("_late")).join(F.broadcast(customers.select("customer_id", "_risk")), "customer_id")
     tickets = _tickets(spec.seed, with_risk, spec.batch)
@@ -174,12 +198,21 @@ def generate(spark: SparkSession, spec: BatchSpec) -> dict[str, DataFrame]:
     if spec.batch == 0:
         customer_rows = customers
     else:
-        # A few plan changes; a third of them carry an old timestamp and must not win.
-        changed = customers.where(unit_random(spec.seed, f"chg{spec.batch}", F.col("_idx")) < 0.05)
-        late = unit_random(spec.seed, f"chglate{spec.batch}", F.col("_idx")) < 0.33
+        # A few plan changes (the fee follows the plan); a third of them carry an old timestamp and must
+        # not win. On the day of a price rise, every premium customer's profile changes too (the new fee).
+        replan = unit_random(spec.seed, f"chg{spec.batch}", F.col("_idx")) < 0.05
+        chosen = replan
+        if spec.drifting(PRICE_RISE) and spec.batch == spec.drift_from:
+            chosen = replan | (F.col("plan") == "premium")
+        late = replan & (unit_random(spec.seed, f"chglate{spec.batch}", F.col("_idx")) < 0.33)
+        plan = F.when(replan, pick(PLANS, unit_random(spec.seed, f"newplan{spec.batch}", F.col("_idx"))))
+        plan = plan.otherwise(F.col("plan"))
+        fees = {**PLAN_FEES, "premium": PRICE_RISE_FEE} if spec.drifting(PRICE_RISE) else PLAN_FEES
+        changed = customers.where(chosen)
         customer_rows = changed.select(
-            *[c for c in changed.columns if c not in ("plan", "updated_at")],
-            pick(PLANS, unit_random(spec.seed, f"newplan{spec.batch}", F.col("_idx"))).alias("plan"),
+            *[c for c in changed.columns if c not in ("plan", "monthly_fee", "updated_at")],
+            plan.alias("plan"),
+            F.coalesce(*[F.when(plan == p, F.lit(fee)) for p, fee in fees.items()]).alias("monthly_fee"),
             F.when(late, F.timestamp_seconds(F.lit(0)))
             .otherwise(_timestamp(F.lit(seconds(HISTORY_DAYS + spec.batch - 1))))
             .alias("updated_at"),
