@@ -22,8 +22,10 @@ HISTORY_DAYS = 90
 # History also covers the longest feature window (90 days) before START, so every label cutoff (from
 # 2026-01-22) sees complete windows, as scoring does later: no train/serve skew from truncated windows.
 WARMUP_DAYS = 90
-# A later batch (one new day) has the history's orders per day: rows // DAILY_SHARE.
+# A later batch (one new day) has the history's orders per day, rows // DAILY_SHARE, and at least
+# MIN_DAILY_ORDERS so that a tiny day still carries every kind of defect and clean rows besides.
 DAILY_SHARE = WARMUP_DAYS + HISTORY_DAYS
+MIN_DAILY_ORDERS = 20
 # A cancellation is recorded two to six weeks after it happens.
 MIN_LABEL_DELAY_DAYS = 14
 LABEL_DELAY_SPREAD_DAYS = 28
@@ -104,7 +106,7 @@ def _customers(spark: SparkSession, spec: BatchSpec, count: int) -> DataFrame:
 def _orders(spark: SparkSession, seed: int, customers: DataFrame, rows: int, batch: int) -> DataFrame:
     count = customers.count()
     day_start, day_length = (-WARMUP_DAYS, WARMUP_DAYS + HISTORY_DAYS) if batch == 0 else (HISTORY_DAYS + batch - 1, 1)
-    new_rows = rows if batch == 0 else max(1, rows // DAILY_SHARE)
+    new_rows = rows if batch == 0 else max(MIN_DAILY_ORDERS, rows // DAILY_SHARE)
     base = spark.range(new_rows).select(
         F.col("id").alias("_row"),
         F.floor(unit_random(seed, f"ocust{batch}", F.col("id")) * count).alias("_idx"),
