@@ -61,3 +61,14 @@ def test_a_retrain_the_monitor_asks_for_is_not_started_twice_in_one_run(churn_ch
     )
     outcome = pipeline.act_on_retraining(None, churn_champion, asked, None, pipeline.RunState(trained=True))
     assert churn_champion.env.retraining.trigger == "local" and outcome == "not retrained: this run trained already"
+
+
+def test_steps_whose_section_the_use_case_lacks_do_nothing(recorded_steps, tmp_path):
+    from conftest import make_environment
+    from lakeforge.config import Settings, load_use_case
+
+    calls, _ = recorded_steps
+    medallion_only = Settings(use_case=load_use_case("maintenance"), env=make_environment(tmp_path, "steps"))
+    assert medallion_only.use_case.features is None and medallion_only.use_case.monitoring is None
+    state = pipeline.run_steps(None, medallion_only, ["all"])
+    assert calls == ["ingest", "silver", "gold"] and not state.trained and state.monitored is None

@@ -63,18 +63,12 @@ def _gold(spark, settings: Settings, options: StepOptions, state: RunState) -> N
 def _features(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
     from lakeforge import feature_store
 
-    if settings.use_case.features is None:
-        log.info("step features: use case %s declares no features, nothing to do", settings.use_case.name)
-        return
     feature_store.run(spark, settings, full=options.full)
 
 
 def _train(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
     from lakeforge import training
 
-    if settings.use_case.training is None:
-        log.info("step train: use case %s declares no training, nothing to do", settings.use_case.name)
-        return
     result = training.run(spark, settings)
     state.trained = True
     print(
@@ -86,9 +80,6 @@ def _train(spark, settings: Settings, options: StepOptions, state: RunState) -> 
 def _validate(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
     from lakeforge import training
 
-    if settings.use_case.training is None:
-        log.info("step validate: use case %s declares no training, nothing to do", settings.use_case.name)
-        return
     decision = training.validate(spark, settings)
     verdict = "promoted to champion" if decision.promoted else "kept as challenger: " + "; ".join(decision.reasons)
     print(f"{decision.model_name} version {decision.version}: {verdict}")
@@ -97,9 +88,6 @@ def _validate(spark, settings: Settings, options: StepOptions, state: RunState) 
 def _score(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
     from lakeforge import scoring
 
-    if settings.use_case.scoring is None:
-        log.info("step score: use case %s declares no scoring, nothing to do", settings.use_case.name)
-        return
     result = scoring.run(spark, settings, options.scoring_date)
     print(
         f"scored {result.rows} entities for {result.scoring_date} into {result.table} "
@@ -110,9 +98,6 @@ def _score(spark, settings: Settings, options: StepOptions, state: RunState) -> 
 def _monitor(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
     from lakeforge import monitoring
 
-    if settings.use_case.monitoring is None:
-        log.info("step monitor: use case %s declares no monitoring, nothing to do", settings.use_case.name)
-        return
     result = monitoring.run(spark, settings, options.scoring_date)
     if result.decision.retrain:
         try:
@@ -147,6 +132,9 @@ STEPS: dict[str, Callable] = {
     "score": _score,
     "monitor": _monitor,
 }
+# The use case section a step needs: without it the step has nothing to do.
+SECTIONS = {"features": "features", "train": "training", "validate": "training", "score": "scoring"}
+SECTIONS["monitor"] = "monitoring"
 # Steps that `all` runs only when there is no champion yet: afterwards the monitor decides on retraining.
 BOOTSTRAP_STEPS = ("train", "validate")
 
@@ -215,7 +203,11 @@ def run_steps(spark, settings: Settings, steps: list[str], options: StepOptions 
     state = RunState()
     champion = None
     for name, from_all in expand(steps):
-        if from_all and name in BOOTSTRAP_STEPS and settings.use_case.training is not None:
+        section = SECTIONS.get(name)
+        if section and getattr(settings.use_case, section) is None:
+            log.info("step %s: use case %s declares no %s, nothing to do", name, settings.use_case.name, section)
+            continue
+        if from_all and name in BOOTSTRAP_STEPS:
             champion = champion or champion_version(settings)
             if champion is not None:
                 state.skipped[name] = (
