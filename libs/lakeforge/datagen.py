@@ -72,8 +72,6 @@ class BatchSpec:
 
 def scenarios(use_case: UseCase) -> dict[str, str]:
     """The drift scenarios a use case's generator offers: name to what changes."""
-    if use_case.generator is None:
-        return {}
     module = importlib.import_module(use_case.generator.partition(":")[0])
     return dict(getattr(module, "SCENARIOS", {}))
 
