@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from lakeforge import cli
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -69,3 +73,24 @@ def test_generate_data_writes_the_batches_asked_for(spark, tmp_path, monkeypatch
         assert sorted(p.name for p in (landing / source).iterdir()) == ["batch_00001", "batch_00002"], source
     first, second = (spark.read.text(str(landing / "orders" / f"batch_0000{b}")).collect() for b in (1, 2))
     assert first and second and first != second
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["simulate", "--use-case", "churn", "--days", "0"], "argument --days: must be at least 1, not 0"),
+        (["simulate", "--use-case", "churn", "--days", "3", "--record-delay-days", "-1"], "must be 0 or more, not -1"),
+        (["generate-data", "--use-case", "churn", "--record-delay-days", "soon"], "--record-delay-days: invalid"),
+        (["generate-data", "--use-case", "churn", "--drift-from", "0"], "argument --drift-from: must be at least 1"),
+    ],
+)
+def test_day_counts_are_checked_before_any_work(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args(args)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_record_delay_days_defaults_to_the_generators_own_delay():
+    args = cli.build_parser().parse_args(["generate-data", "--use-case", "churn", "--record-delay-days", "0"])
+    assert args.record_delay_days == 0
+    assert cli.build_parser().parse_args(["generate-data", "--use-case", "churn"]).record_delay_days is None

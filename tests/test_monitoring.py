@@ -410,6 +410,12 @@ FEB_19, FEB_20, FEB_27 = dt.date(2026, 2, 19), dt.date(2026, 2, 20), dt.date(202
 MAR_10, MAR_13 = dt.date(2026, 3, 10), dt.date(2026, 3, 13)
 
 
+def _low_from(first_low: dt.date, newest_label: dt.date, drift_since: dt.date | None = None) -> monitoring.Evidence:
+    """Evidence of AUC windows a week apart whose last two (from `first_low`) are low, under a 14-day test window."""
+    windows = (first_low - dt.timedelta(days=7), first_low, first_low + dt.timedelta(days=7))
+    return monitoring.Evidence(LATER, FEB_19, newest_label, drift_since=drift_since, test_days=14, auc_dates=windows)
+
+
 @pytest.mark.parametrize(
     ("policy", "aucs", "evidence", "action", "held_back"),
     [
@@ -426,6 +432,11 @@ MAR_10, MAR_13 = dt.date(2026, 3, 10), dt.date(2026, 3, 13)
         ({"on_drift": "alert"}, [], monitoring.Evidence(), "alert", "drift alone only alerts"),
         ({"on_drift": "alert", "min_auc_roc": 0.7}, [0.6, 0.6], monitoring.Evidence(), "retrain", None),
         ({"min_auc_roc": 0.7}, [0.6, 0.6], monitoring.Evidence(LATER, LATER, LATER), "alert", "quality below"),
+        # falling quality retrains once the fit reaches its first low window (Feb 27: the test week ends Mar 13)
+        ({"min_auc_roc": 0.7}, [0.8, 0.6, 0.6], _low_from(FEB_27, MAR_10), "alert", "quality below the policy with"),
+        ({"min_auc_roc": 0.7}, [0.8, 0.6, 0.6], _low_from(FEB_27, MAR_13), "retrain", None),
+        # drift that began earlier (Feb 20) than the low windows counts from its own start
+        ({"min_auc_roc": 0.7}, [0.8, 0.6, 0.6], _low_from(FEB_27, MAR_10, drift_since=FEB_20), "retrain", None),
         # inside the cool-down only an alert; on its last day a retrain
         ({"cooldown_days": 7}, [], monitoring.Evidence(LATER, last_retrain=dt.date(2026, 2, 23)), "alert", "cool-down"),
         ({"cooldown_days": 7}, [], monitoring.Evidence(LATER, last_retrain=dt.date(2026, 2, 22)), "retrain", None),

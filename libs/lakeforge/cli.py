@@ -23,7 +23,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     check_scenario(use_case, args.scenario)
     spark = build_spark(env, "lakeforge-generate")
     for batch in range(args.batch, args.batch + args.batches):
-        spec = BatchSpec(args.rows, args.seed, batch, args.scenario, args.drift_from)
+        spec = BatchSpec(args.rows, args.seed, batch, args.scenario, args.drift_from, args.record_delay_days)
         manifest = generate_batch(spark, use_case, env.path("landing"), spec)
         for source, counts in manifest.items():
             log.info("generated %s batch %d: %s", source, batch, counts)
@@ -61,7 +61,9 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
         raise LakeforgeError(f"--scenario {scenario} needs --drift-from DAY (1 is the first simulated day)")
     check_scenario(settings.use_case, scenario)
     spark = build_spark(settings.env, "lakeforge-simulate")
-    timeline = simulation.simulate(spark, settings, args.days, args.rows, args.seed, scenario, args.drift_from)
+    timeline = simulation.simulate(
+        spark, settings, args.days, args.rows, args.seed, scenario, args.drift_from, args.record_delay_days
+    )
     rows = [
         (
             d.day,
@@ -167,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--drift-from", type=_positive, default=1, help="with --scenario: the first batch the scenario changes"
     )
+    generate.add_argument(
+        "--record-delay-days",
+        type=_not_negative,
+        metavar="DAYS",
+        help="labels are recorded 0 to DAYS days after their event (default: the generator's delay, weeks for churn)",
+    )
     generate.add_argument("--env", default="local")
     generate.set_defaults(handler=_cmd_generate)
 
@@ -181,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--scenario", help="the drift scenario (default: the use case's only one)")
     simulate.add_argument("--rows", type=_positive, default=100_000, help="rows of the main feed in the history")
     simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument(
+        "--record-delay-days",
+        type=_not_negative,
+        metavar="DAYS",
+        help="labels are recorded 0 to DAYS days after their event (default: the generator's delay, weeks for churn)",
+    )
     simulate.add_argument("--env", default="local")
     simulate.add_argument(
         "--set",

@@ -58,13 +58,16 @@ def pick(values: list[str], u: Column) -> Column:
 @dataclass(frozen=True)
 class BatchSpec:
     """What a use case generator is asked for: batch 0 is history, later batches are new days; from batch
-    `drift_from` on, the named drift `scenario` of the generator (its module's `SCENARIOS`) changes the data."""
+    `drift_from` on, the named drift `scenario` of the generator (its module's `SCENARIOS`) changes the data.
+    `record_delay_days` shortens the world's label delay: each label is recorded up to that many days after
+    its event instead of the generator's own delay (weeks for churn), so a short simulation sees labels."""
 
     rows: int
     seed: int
     batch: int
     scenario: str | None = None
     drift_from: int = 1
+    record_delay_days: int | None = None
 
     def drifting(self, scenario: str) -> bool:
         return self.scenario == scenario and self.batch >= self.drift_from

@@ -66,6 +66,7 @@ class Evidence:
     last_retrain: dt.date | None = None  # the last scoring date whose decision was to retrain
     drift_since: dt.date | None = None  # the first scoring date a clause fired for this model (None: today)
     test_days: int | None = None  # a relative split's test window: labels there test, they do not train
+    auc_dates: tuple[dt.date, ...] = ()  # the labelled scoring dates of the model's AUC windows, oldest first
 
     @property
     def new_labels(self) -> bool:
@@ -73,15 +74,23 @@ class Evidence:
             return True
         return self.newest_label is not None and self.newest_label > self.labels_until
 
-    @property
-    def labels_after_drift(self) -> bool:
-        """Whether a retrain now would fit on labels cut after the drift began: with a relative split, the
-        newest `test_days` of labels only test, so the labels after the drift must reach further."""
-        since = self.drift_since or self.scoring_date
+    def fits_labels_since(self, since: dt.date | None) -> bool:
+        """Whether a retrain now would fit on labels cut on or after `since` (when the trouble began): with
+        a relative split the newest `test_days` of labels only test, so the labels must reach further."""
         if since is None or self.newest_label is None:
             return self.new_labels
         fitted_until = self.newest_label - dt.timedelta(days=self.test_days or 0)
         return self.new_labels and fitted_until >= since
+
+    def trouble_since(self, drifted: bool, degraded_windows: int | None) -> dt.date | None:
+        """The first day a retrain must learn from: the day drift first fired for this model (today if it
+        first fires today), or the first of the `degraded_windows` labelled windows, whichever is earlier."""
+        starts = []
+        if drifted:
+            starts.append(self.drift_since or self.scoring_date)
+        if degraded_windows and len(self.auc_dates) >= degraded_windows:
+            starts.append(self.auc_dates[-degraded_windows])
+        return min((day for day in starts if day is not None), default=None)
 
 
 @dataclass(frozen=True)
@@ -134,13 +143,15 @@ def decide(
             f"{kind} without new labels: alert only (newest label {newest}; the model's training window "
             f"ends {evidence.labels_until.isoformat()})",
         )
-    if policy.require_new_labels and not degraded and not evidence.labels_after_drift:
-        since = evidence.drift_since or evidence.scoring_date
+    since = evidence.trouble_since(
+        bool(drifted) and policy.on_drift == "retrain", policy.auc_windows if degraded else None
+    )
+    if policy.require_new_labels and not evidence.fits_labels_since(since):
         testing = f", of which the last {evidence.test_days} days only test" if evidence.test_days else ""
         return RetrainingDecision(
             False,
             reasons,
-            f"drift without labels from after it to train on: alert only (drifting since {since.isoformat()}, "
+            f"{kind} without labels from after it to train on: alert only (it began {since.isoformat()}, "
             f"newest label {newest}{testing})",
         )
     if policy.cooldown_days and evidence.last_retrain and evidence.scoring_date:
@@ -444,12 +455,15 @@ def run(spark: SparkSession, settings: Settings, scoring_date: dt.date | None = 
     reference_set.unpersist()
     current.unpersist()
     history = measure_quality(spark, settings, predictions)
-    recent_auc = [
-        row["auc_roc"]
+    labelled = [
+        row
         for row in history.where(F.col("model_version") == model.model_version).orderBy("scoring_date").collect()
         if row["auc_roc"] is not None
     ]
-    seen = evidence(spark, settings, scoring_date, model)
+    recent_auc = [row["auc_roc"] for row in labelled]
+    seen = replace(
+        evidence(spark, settings, scoring_date, model), auc_dates=tuple(row["scoring_date"] for row in labelled)
+    )
     decision = decide(monitoring.retraining, share, prediction_psi, recent_auc, seen)
     with mlflow.start_run(run_name=f"monitor-{scoring_date.isoformat()}"):
         mlflow.set_tags(

@@ -99,9 +99,11 @@ def simulate(
     seed: int,
     scenario: str | None = None,
     drift_from: int | None = None,
+    record_delay_days: int | None = None,
 ) -> Timeline:
     """Run `days` simulated days after what has landed (the history and a bootstrap run first, if nothing
-    has); the scenario starts on simulated day `drift_from` (1 is the first new day)."""
+    has); the scenario starts on simulated day `drift_from` (1 is the first new day). `record_delay_days`
+    shortens the generator's label delay (see `datagen.BatchSpec`)."""
     if settings.use_case.monitoring is None or settings.use_case.scoring is None:
         raise LakeforgeError(f"use case '{settings.use_case.name}' has no scoring and monitoring: nothing to simulate")
     datagen.check_scenario(settings.use_case, scenario)
@@ -109,7 +111,9 @@ def simulate(
     landed = landed_batches(settings)
     simulated: list[SimulatedDay] = []
     if not landed:
-        datagen.generate_batch(spark, settings.use_case, landing, datagen.BatchSpec(rows, seed, 0))
+        datagen.generate_batch(
+            spark, settings.use_case, landing, datagen.BatchSpec(rows, seed, 0, record_delay_days=record_delay_days)
+        )
         started = time.monotonic()
         state = pipeline.run_steps(spark, settings, ["all"])
         simulated.append(_day_row(settings, 0, 0, False, state, time.monotonic() - started))
@@ -118,7 +122,7 @@ def simulate(
     drift_batch = None if drift_from is None else first_batch + drift_from - 1
     for day in range(1, days + 1):
         batch = first_batch + day - 1
-        spec = datagen.BatchSpec(rows, seed, batch, scenario, drift_batch or 1)
+        spec = datagen.BatchSpec(rows, seed, batch, scenario, drift_batch or 1, record_delay_days)
         datagen.generate_batch(spark, settings.use_case, landing, spec)
         started = time.monotonic()
         state = pipeline.run_steps(spark, settings, ["all"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakeforge.datagen import BatchSpec, pick, seconds, timestamp_after, unit_random
@@ -32,10 +32,12 @@ LABEL_DELAY_SPREAD_DAYS = 28
 CHURN_RISK = 0.7
 PRICE_RISE = "price_rise"
 PRICE_RISE_FEE = 54.99
+RISE_LEAVE_DAYS = 14
 SCENARIOS = {
     PRICE_RISE: "from the drift batch's day on the premium plan costs 54.99 instead of 39.99 (every premium "
     "customer gets a profile update that day), and half of the premium customers who would have stayed cancel "
-    "within three weeks, doing nothing else differently: who churns changes, and only the plan and fee show it",
+    f"within {RISE_LEAVE_DAYS} days, doing nothing else differently: who churns changes, and only the plan and "
+    "fee show it",
 }
 PLANS = ["basic", "standard", "premium"]
 PLAN_FEES = {"basic": 9.99, "standard": 19.99, "premium": 39.99}
@@ -66,6 +68,13 @@ def customer_count(rows: int) -> int:
     return max(50, rows // 10)
 
 
+def _label_delay_days(spec: BatchSpec, u: Column) -> Column:
+    """Whole days from a cancellation to its record: two to six weeks, or 0 to `spec.record_delay_days`."""
+    if spec.record_delay_days is not None:
+        return F.floor(u * (spec.record_delay_days + 1)).cast("int")
+    return (MIN_LABEL_DELAY_DAYS + F.floor(u * LABEL_DELAY_SPREAD_DAYS)).cast("int")
+
+
 def _price_rise_day(spec: BatchSpec) -> int:
     """Days after START of the first day the price rise applies: the drift batch's day."""
     return HISTORY_DAYS + spec.drift_from - 1
@@ -82,7 +91,7 @@ def _customers(spark: SparkSession, spec: BatchSpec, count: int) -> DataFrame:
     if spec.drifting(PRICE_RISE):
         premium = plan == "premium"
         leaves = premium & (risk <= CHURN_RISK) & (unit_random(seed, "rise", idx) < 0.5)
-        rise_cancel_day = _price_rise_day(spec) + 2 + unit_random(seed, "risecancel", idx) * 19
+        rise_cancel_day = _price_rise_day(spec) + unit_random(seed, "risecancel", idx) * RISE_LEAVE_DAYS
         cancel_day = F.when(leaves, rise_cancel_day).otherwise(cancel_day)
         fee = F.when(premium, F.lit(PRICE_RISE_FEE)).otherwise(fee)
     return spark.range(count).select(
@@ -97,9 +106,16 @@ def _customers(spark: SparkSession, spec: BatchSpec, count: int) -> DataFrame:
         _timestamp(F.lit(0) - F.floor(unit_random(seed, "upd", idx) * 86400 * 30).cast("long")).alias("updated_at"),
         risk.alias("_risk"),
         _timestamp((cancel_day * 86400).cast("long")).alias("_cancelled_at"),
-        (MIN_LABEL_DELAY_DAYS + F.floor(unit_random(seed, "delay", idx) * LABEL_DELAY_SPREAD_DAYS))
-        .cast("int")
-        .alias("_label_delay_days"),
+        _label_delay_days(spec, unit_random(seed, "delay", idx)).alias("_label_delay_days"),
+    )
+
+
+def _stayers(customers: DataFrame) -> DataFrame:
+    """Customers who never cancel, numbered densely from 0 (`_stayer`): a tenth of the rows, so one window is cheap."""
+    return customers.where(F.col("_cancelled_at").isNull()).select(
+        (F.row_number().over(Window.orderBy("_idx")) - 1).alias("_stayer"),
+        F.col("customer_id").alias("_stayer_customer_id"),
+        F.col("_risk").alias("_stayer_risk"),
     )
 
 
@@ -113,14 +129,28 @@ def _orders(spark: SparkSession, seed: int, customers: DataFrame, rows: int, bat
         (day_start * 86400 + unit_random(seed, f"ots{batch}", F.col("id")) * day_length * 86400).alias("_offset"),
         unit_random(seed, f"amt{batch}", F.col("id")).alias("_u"),
     )
-    joined = base.join(F.broadcast(customers.select("_idx", "customer_id", "_risk", "_cancelled_at")), "_idx")
     order_ts = _timestamp(F.col("_offset").cast("long"))
-    # Customers who cancelled stop ordering: their orders are squeezed into the time before.
-    cancelled_seconds = F.unix_timestamp("_cancelled_at") - F.lit(int(START.replace(tzinfo=dt.UTC).timestamp()))
-    order_ts = F.when(
-        F.col("_cancelled_at").isNotNull() & (order_ts > F.col("_cancelled_at")),
-        _timestamp((F.col("_offset") * cancelled_seconds / F.lit((day_start + day_length) * 86400)).cast("long")),
-    ).otherwise(order_ts)
+    # Customers who cancelled stop ordering: an order drawn for one after the cancellation goes to a customer
+    # who never cancels. Nothing before a cancellation hints at it but risk itself (no look-ahead), and every
+    # row number stays, so the first rows of a tiny day still carry every defect.
+    drawn = base.join(F.broadcast(customers.select("_idx", "_cancelled_at")), "_idx")
+    after_cancel = F.col("_cancelled_at").isNotNull() & (order_ts >= F.col("_cancelled_at"))
+    stayers = _stayers(customers)
+    stayer_count = stayers.count()
+    redrawn = F.floor(unit_random(seed, f"ostay{batch}", F.col("_row")) * stayer_count)
+    joined = (
+        drawn.withColumn("_stayer", F.when(after_cancel, redrawn))
+        .drop("_cancelled_at")
+        .join(F.broadcast(stayers), "_stayer", "left")
+        .join(F.broadcast(customers.select("_idx", "customer_id", "_risk")), "_idx")
+        .select(
+            "_row",
+            "_offset",
+            "_u",
+            F.coalesce("_stayer_customer_id", "customer_id").alias("customer_id"),
+            F.coalesce("_stayer_risk", "_risk").alias("_risk"),
+        )
+    )
     orders = joined.select(
         "_row",
         F.format_string("O%02d%09d", F.lit(batch), F.col("_row")).alias("order_id"),

@@ -85,7 +85,13 @@ def _sensor_readings(
     return readings.withColumn("firmware", pick(FIRMWARE, unit_random(seed, f"fw{batch}", row)))
 
 
-def _failures(spark: SparkSession, seed: int, machines: DataFrame, count: int, batch: int) -> DataFrame:
+def _failures(spark: SparkSession, spec: BatchSpec, machines: DataFrame, count: int) -> DataFrame:
+    seed, batch = spec.seed, spec.batch
+    low, high = (
+        (0, spec.record_delay_days)
+        if spec.record_delay_days is not None
+        else (MIN_LABEL_DELAY_DAYS, MAX_LABEL_DELAY_DAYS)
+    )
     candidate = F.col("id")
     slots = spark.range(count * FAILURE_SLOTS).select(
         candidate.alias("_candidate"),
@@ -94,12 +100,7 @@ def _failures(spark: SparkSession, seed: int, machines: DataFrame, count: int, b
         (unit_random(seed, "failday", candidate) * seconds(HISTORY_DAYS + FAILURE_HORIZON_DAYS))
         .cast("long")
         .alias("_failed_offset"),
-        (
-            unit_random(seed, "faildelay", candidate) * seconds(MAX_LABEL_DELAY_DAYS - MIN_LABEL_DELAY_DAYS)
-            + seconds(MIN_LABEL_DELAY_DAYS)
-        )
-        .cast("long")
-        .alias("_delay"),
+        (unit_random(seed, "faildelay", candidate) * seconds(high - low) + seconds(low)).cast("long").alias("_delay"),
     )
     happened = slots.join(F.broadcast(machines.select("_idx", "machine_id", "_wear")), "_idx").where(
         F.col("_u") < 0.1 + 0.6 * F.col("_wear") * F.col("_wear")
@@ -148,7 +149,7 @@ def generate(spark: SparkSession, spec: BatchSpec) -> dict[str, DataFrame]:
     count = machine_count(spec.rows)
     machines = _machines(spark, spec.seed, count).cache()
     readings = _sensor_readings(spark, spec.seed, machines, count, spec.rows, spec.batch)
-    failures = _failures(spark, spec.seed, machines, count, spec.batch)
+    failures = _failures(spark, spec, machines, count)
     machine_rows = machines if spec.batch == 0 else _relocations(spark, spec.seed, machines, count, spec.batch)
     machine_columns = ["machine_id", "model", "site", "installed_on", "rated_temperature", "updated_at"]
     return {
