@@ -283,3 +283,29 @@ def test_machine_entity_keeps_idle_machines_and_takes_the_last_failure(spark):
         ignore_row_order=True,
         ignore_nullable=True,
     )
+
+
+def test_the_sensor_drift_raises_vibration_of_a_third_of_the_machines_only(spark):
+    """`sensor_drift`: from the drift batch on, a third of the machines read higher vibration, more each day;
+    temperature, pressure and failures are what they would have been."""
+
+    def batch(number: int, scenario: str | None) -> dict[str, list]:
+        spec = BatchSpec(ROWS, SEED, number, scenario, drift_from=3)
+        return {name: rows.collect() for name, rows in maintenance.generate(spark, spec).items()}
+
+    for number, days in ((2, 0), (3, 1), (5, 3)):
+        quiet, drifting = batch(number, None), batch(number, "sensor_drift")
+        assert drifting["failures"] == quiet["failures"] and drifting["machines"] == quiet["machines"]
+        before = {r.reading_id: r for r in quiet["sensor_readings"]}
+        after = {r.reading_id: r for r in drifting["sensor_readings"]}
+        assert before.keys() == after.keys()
+        assert all(after[k][c] == before[k][c] for k in before for c in ("machine_id", "temperature", "pressure"))
+        shift = {k: after[k].vibration - before[k].vibration for k in before}
+        shifted = {after[k].machine_id for k in before if shift[k] > 0.01}
+        expected = maintenance.SENSOR_DRIFT_PER_DAY * days
+        for key, value in shift.items():
+            # every reading of a degraded machine moves by the day's offset (to rounding), no other reading moves
+            assert abs(value - expected) < 0.002 if after[key].machine_id in shifted else value == 0.0
+        machines = {r.machine_id for r in drifting["sensor_readings"]}
+        assert (len(shifted) == 0) == (days == 0)
+        assert days == 0 or 0.15 < len(shifted) / len(machines) < 0.55

@@ -26,6 +26,14 @@ MODELS = ["X100", "X200", "Z900"]
 RATED_TEMPERATURE = {"X100": 70.0, "X200": 85.0, "Z900": 95.0}
 SITES = ["plant_north", "plant_south", "plant_east"]
 FIRMWARE = ["v2.3.0", "v2.4.1"]
+SENSOR_DRIFT = "sensor_drift"
+SENSOR_DRIFT_SHARE = 1 / 3
+SENSOR_DRIFT_PER_DAY = 0.25
+SCENARIOS = {
+    SENSOR_DRIFT: f"from the drift batch on, the vibration sensor of a third of the machines degrades: each of "
+    f"their readings is {SENSOR_DRIFT_PER_DAY} higher per day since the drift began, while the machines wear and "
+    "fail as before: the readings drift, the failures do not",
+}
 
 
 def _timestamp(offset_seconds: Column) -> Column:
@@ -53,9 +61,8 @@ def _machines(spark: SparkSession, seed: int, count: int) -> DataFrame:
     )
 
 
-def _sensor_readings(
-    spark: SparkSession, seed: int, machines: DataFrame, count: int, rows: int, batch: int
-) -> DataFrame:
+def _sensor_readings(spark: SparkSession, spec: BatchSpec, machines: DataFrame, count: int) -> DataFrame:
+    seed, rows, batch = spec.seed, spec.rows, spec.batch
     day_start, day_length = (0, HISTORY_DAYS) if batch == 0 else (HISTORY_DAYS + batch - 1, 1)
     new_rows = rows if batch == 0 else max(1, rows // DAILY_SHARE)
     row = F.col("_row")
@@ -70,6 +77,10 @@ def _sensor_readings(
     wear = F.col("_wear")
     temperature = F.col("rated_temperature") * (0.75 + 0.35 * wear) + 8 * (unit_random(seed, f"t{batch}", row) - 0.5)
     vibration = 0.8 + 6 * wear * wear + unit_random(seed, f"v{batch}", row)
+    if spec.drifting(SENSOR_DRIFT):
+        degraded = unit_random(seed, "sensordrift", F.col("_idx")) < SENSOR_DRIFT_SHARE
+        days = batch - spec.drift_from + 1
+        vibration = vibration + F.when(degraded, F.lit(SENSOR_DRIFT_PER_DAY * days)).otherwise(F.lit(0.0))
     pressure = 5.5 - 1.5 * wear + 0.5 * (unit_random(seed, f"p{batch}", row) - 0.5)
     readings = joined.select(
         "_row",
@@ -148,7 +159,7 @@ def generate(spark: SparkSession, spec: BatchSpec) -> dict[str, DataFrame]:
     """Clean rows of every maintenance source for one batch (history for batch 0, a new day after)."""
     count = machine_count(spec.rows)
     machines = _machines(spark, spec.seed, count).cache()
-    readings = _sensor_readings(spark, spec.seed, machines, count, spec.rows, spec.batch)
+    readings = _sensor_readings(spark, spec, machines, count)
     failures = _failures(spark, spec, machines, count)
     machine_rows = machines if spec.batch == 0 else _relocations(spark, spec.seed, machines, count, spec.batch)
     machine_columns = ["machine_id", "model", "site", "installed_on", "rated_temperature", "updated_at"]
