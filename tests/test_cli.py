@@ -1,8 +1,11 @@
-"""The command line: clear errors before Spark starts, the setup script's Java check, and `generate-data`."""
+"""The command line: its contract (exit codes, one-line errors, help, `--version`, `use-cases`), clear errors before
+Spark starts, the setup script's Java check, and `generate-data`."""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import logging
 import os
 import subprocess
 import sys
@@ -10,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+import lakeforge
 from lakeforge import cli
+from lakeforge.errors import ConfigError, LakeforgeError, ModelRejected, StaleFeatures
+from lakeforge.logs import configure_logging
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,7 +29,7 @@ def _lakeforge(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 def test_unknown_use_case_names_the_missing_file():
     result = _lakeforge("run", "all", "--use-case", "no_such_case")
-    assert result.returncode == 2
+    assert result.returncode == cli.EXIT_FAILURE == 1
     assert "usecases/no_such_case.yml" in result.stderr and "does not exist" in result.stderr
 
 
@@ -33,7 +39,7 @@ def test_bad_config_fails_before_spark_starts(tmp_path):
     (tmp_path / "usecases" / "broken.yml").write_text("name: broken\ngenerator: x:y\nsources: {}\n")
     (tmp_path / "envs" / "local.yml").write_text((REPO / "conf" / "envs" / "local.yml").read_text())
     result = _lakeforge("run", "ingest", "--use-case", "broken", env={**os.environ, "LAKEFORGE_CONF": str(tmp_path)})
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert f"{tmp_path}/usecases/broken.yml: key 'generator'" in result.stderr
     assert "Ivy" not in result.stderr and "SparkContext" not in result.stderr
 
@@ -41,7 +47,7 @@ def test_bad_config_fails_before_spark_starts(tmp_path):
 def test_missing_java_is_one_clear_line(tmp_path):
     env = {"PATH": str(tmp_path), "HOME": os.environ.get("HOME", "/root"), "LAKEFORGE_HOME": str(tmp_path / "home")}
     result = _lakeforge("run", "ingest", "--use-case", "churn", env=env)
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: Java 17 is required by Spark but `java` was not found: install a JDK 17 and put it on PATH"
     ]
@@ -94,3 +100,84 @@ def test_record_delay_days_defaults_to_the_generators_own_delay():
     args = cli.build_parser().parse_args(["generate-data", "--use-case", "churn", "--record-delay-days", "0"])
     assert args.record_delay_days == 0
     assert cli.build_parser().parse_args(["generate-data", "--use-case", "churn"]).record_delay_days is None
+
+
+def test_version_and_use_cases_need_no_spark():
+    version = _lakeforge("--version")
+    assert (version.returncode, version.stdout) == (0, f"lakeforge {lakeforge.__version__}\n")
+    listing = _lakeforge("use-cases")
+    assert listing.returncode == 0, listing.stderr
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()[2:] if not line.startswith("environments")}
+    assert set(rows) == {"churn", "maintenance"} and "cancellations are known weeks later" in rows["churn"]
+    assert f"environments: cluster, databricks, local, shared (from {REPO / 'conf'})" in listing.stdout
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ModelRejected("the gate kept the champion"), cli.EXIT_MODEL_REJECTED),
+        (StaleFeatures("customer_activity is 40 hours old"), cli.EXIT_STALE_FEATURES),
+        (ConfigError("conf/usecases/x.yml", "training.max_evals", "an integer"), cli.EXIT_FAILURE),
+        (LakeforgeError("anything else"), cli.EXIT_FAILURE),
+    ],
+)
+def test_a_failure_is_one_error_line_and_its_exit_code(error, code, monkeypatch, capsys):
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(cli, "_cmd_use_cases", fail)
+    assert cli.main(["use-cases"]) == code
+    assert capsys.readouterr().err == f"error: {error}\n"
+    assert {cli.EXIT_FAILURE, cli.EXIT_USAGE, cli.EXIT_MODEL_REJECTED, cli.EXIT_STALE_FEATURES} == {1, 2, 3, 4}
+
+
+def test_an_unexpected_error_is_one_line_and_verbose_shows_the_trace(monkeypatch, capsys):
+    def fail(args):
+        raise ValueError("[TABLE_OR_VIEW_NOT_FOUND] nope\n  at line 1\n  at line 2")
+
+    monkeypatch.setattr(cli, "_cmd_use_cases", fail)
+    assert cli.main(["use-cases"]) == cli.EXIT_FAILURE
+    assert capsys.readouterr().err == "error: ValueError: [TABLE_OR_VIEW_NOT_FOUND] nope (-v shows the trace)\n"
+    with pytest.raises(ValueError, match="TABLE_OR_VIEW_NOT_FOUND"):
+        cli.main(["use-cases", "-v"])
+
+
+@pytest.mark.parametrize(
+    ("args", "verbose"),
+    [
+        (["run", "all", "--use-case", "churn"], False),
+        (["-v", "run", "all", "--use-case", "churn"], True),
+        (["run", "all", "--use-case", "churn", "-v"], True),
+        (["sql", "--verbose", "SHOW TABLES"], True),
+    ],
+)
+def test_verbose_is_accepted_before_and_after_the_command(args, verbose):
+    assert cli.build_parser().parse_args(args).verbose is verbose
+
+
+def test_every_argument_of_every_command_says_what_it_is():
+    commands = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"generate-data", "simulate", "run", "reproduce", "features", "sql", "use-cases"} <= set(commands.choices)
+    silent = [
+        (name, action.dest)
+        for name, sub in commands.choices.items()
+        for action in sub._actions
+        if not action.help or action.help == argparse.SUPPRESS
+    ]
+    assert silent == []
+
+
+def test_a_usage_error_exits_2_before_spark_starts(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["features", "describe", "--use-case", "churn"])
+    assert exit_info.value.code == cli.EXIT_USAGE
+    assert "features describe needs the name of a feature table" in capsys.readouterr().err
+
+
+def test_logging_is_configured_once_however_often_it_is_asked():
+    logger = configure_logging()
+    before = list(logger.handlers)
+    assert configure_logging(verbose=True) is logger and logger.handlers == before and len(before) >= 1
+    assert logger.level == logging.DEBUG and not logger.propagate
+    configure_logging()
+    assert logger.level == logging.INFO

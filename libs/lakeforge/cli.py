@@ -7,11 +7,29 @@ import datetime as dt
 import logging
 import sys
 
-from lakeforge.config import load_environment, load_settings, load_use_case
-from lakeforge.errors import LakeforgeError, ReproductionMismatch
+from lakeforge import __version__
+from lakeforge.config import available, conf_dir, load_environment, load_settings, load_use_case
+from lakeforge.errors import LakeforgeError, ModelRejected, ReproductionMismatch, StaleFeatures
+from lakeforge.logs import configure_logging
 from lakeforge.pipeline import STEPS, StepOptions, run_steps
 
 log = logging.getLogger("lakeforge")
+
+# Exit codes: 0 done, 1 a failure (one `error:` line), 2 a usage error (argparse), and two a scheduler
+# may branch on: the gate kept the champion (`gate.fail_on_reject`), a feature table is stale.
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_MODEL_REJECTED = 3
+EXIT_STALE_FEATURES = 4
+
+
+def exit_code(error: LakeforgeError) -> int:
+    """The exit code of a failure: its own for the two a scheduler acts on, 1 for every other."""
+    if isinstance(error, ModelRejected):
+        return EXIT_MODEL_REJECTED
+    if isinstance(error, StaleFeatures):
+        return EXIT_STALE_FEATURES
+    return EXIT_FAILURE
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
@@ -84,6 +102,13 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     print(f"timeline: {timeline.table}, {timeline.csv}, {timeline.plot}")
 
 
+def _cmd_use_cases(args: argparse.Namespace) -> None:
+    folder = conf_dir()
+    rows = [(name, load_use_case(name, check_expectations=False).description) for name in available("usecases")]
+    _print_table(["use case", "description"], rows)
+    print(f"environments: {', '.join(available('envs'))} (from {folder})")
+
+
 def _cmd_sql(args: argparse.Namespace) -> None:
     from lakeforge.session import build_spark
 
@@ -95,6 +120,8 @@ def _cmd_features(args: argparse.Namespace) -> None:
     from lakeforge import feature_store
     from lakeforge.session import build_spark
 
+    if args.action == "describe" and not args.name:
+        args.usage_error("features describe needs the name of a feature table (`features list` names them)")
     settings = load_settings(args.use_case, args.env, check_expectations=False)
     spark = build_spark(settings.env, "lakeforge-features")
     if args.action == "list":
@@ -155,113 +182,119 @@ def _not_negative(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lakeforge", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="lakeforge",
+        description=__doc__,
+        epilog=f"exit codes: 0 done, {EXIT_FAILURE} failed (one `error:` line), {EXIT_USAGE} usage error, "
+        f"{EXIT_MODEL_REJECTED} the gate kept the champion (gate.fail_on_reject), {EXIT_STALE_FEATURES} a feature "
+        "table is stale. `lakeforge use-cases` lists the use cases and environments in conf/.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and a trace with an error")
+    parser.add_argument("--version", action="version", version=f"lakeforge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    generate = commands.add_parser("generate-data", help="write raw landing files with realistic defects")
-    generate.add_argument("--use-case", required=True)
-    generate.add_argument("--rows", type=_positive, default=100_000, help="rows of the main feed in the history")
-    generate.add_argument("--seed", type=int, default=7)
-    generate.add_argument("--batch", type=_not_negative, default=0, help="first batch: 0 is history, 1.. new days")
-    generate.add_argument("--batches", type=_positive, default=1, help="how many consecutive batches to write")
-    generate.add_argument("--scenario", help="a named drift scenario of the use case's generator (churn: price_rise)")
-    generate.add_argument(
-        "--drift-from", type=_positive, default=1, help="with --scenario: the first batch the scenario changes"
+    # Options every command takes; `-v` also after the command (SUPPRESS keeps the top-level value).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    common.add_argument(
+        "--env", default="local", help="environment overlay in conf/envs/ (default: local; see `lakeforge use-cases`)"
     )
-    generate.add_argument(
-        "--record-delay-days",
-        type=_not_negative,
-        metavar="DAYS",
-        help="labels are recorded 0 to DAYS days after their event (default: the generator's delay, weeks for churn)",
-    )
-    generate.add_argument("--env", default="local")
-    generate.set_defaults(handler=_cmd_generate)
-
-    simulate = commands.add_parser(
-        "simulate", help="land one generated day at a time, run the daily pipeline on each, write the timeline"
-    )
-    simulate.add_argument("--use-case", required=True)
-    simulate.add_argument("--days", type=_positive, required=True, help="how many new days to simulate")
-    simulate.add_argument(
-        "--drift-from", type=_positive, help="the simulated day (1 is the first) the drift scenario starts"
-    )
-    simulate.add_argument("--scenario", help="the drift scenario (default: the use case's only one)")
-    simulate.add_argument("--rows", type=_positive, default=100_000, help="rows of the main feed in the history")
-    simulate.add_argument("--seed", type=int, default=7)
-    simulate.add_argument(
-        "--record-delay-days",
-        type=_not_negative,
-        metavar="DAYS",
-        help="labels are recorded 0 to DAYS days after their event (default: the generator's delay, weeks for churn)",
-    )
-    simulate.add_argument("--env", default="local")
-    simulate.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SCOPE.KEY=VALUE",
-        help="override a config value, as for `run` (repeatable)",
-    )
-    simulate.set_defaults(handler=_cmd_simulate)
-
-    run = commands.add_parser("run", help="run a pipeline step")
-    run.add_argument("steps", nargs="+", choices=[*STEPS, "all"], metavar="STEP", help=f"{', '.join(STEPS)} or all")
-    run.add_argument("--use-case", required=True)
-    run.add_argument("--env", default="local")
-    run.add_argument(
-        "--date",
-        type=dt.date.fromisoformat,
-        help="score and monitor: the scoring date (default: the newest feature date; monitor: the newest scored)",
-    )
-    run.add_argument("--training-job-id", type=int, help="monitor on Databricks: the training job to trigger")
-    run.add_argument(
+    use_case = argparse.ArgumentParser(add_help=False)
+    use_case.add_argument("--use-case", required=True, help="use case in conf/usecases/ (see `lakeforge use-cases`)")
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="SCOPE.KEY=VALUE",
         help="override a config value, e.g. env.catalog=main or use_case.training.max_evals=3 (repeatable)",
     )
+    seed = argparse.ArgumentParser(add_help=False)
+    seed.add_argument("--seed", type=int, default=7, help="random seed of the generated data (default: 7)")
+    seed.add_argument("--rows", type=_positive, default=100_000, help="rows of the main feed in the history")
+    seed.add_argument(
+        "--record-delay-days",
+        type=_not_negative,
+        metavar="DAYS",
+        help="labels are recorded 0 to DAYS days after their event (default: the generator's delay, weeks for churn)",
+    )
+
+    def command(name: str, help_text: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text, parents=[common, *parents])
+        sub.set_defaults(usage_error=sub.error)
+        return sub
+
+    generate = command("generate-data", "write raw landing files with realistic defects", use_case, seed)
+    generate.add_argument("--batch", type=_not_negative, default=0, help="first batch: 0 is history, 1.. new days")
+    generate.add_argument("--batches", type=_positive, default=1, help="how many consecutive batches to write")
+    generate.add_argument("--scenario", help="a named drift scenario of the use case's generator (churn: price_rise)")
+    generate.add_argument(
+        "--drift-from", type=_positive, default=1, help="with --scenario: the first batch the scenario changes"
+    )
+    generate.set_defaults(handler=_cmd_generate)
+
+    simulate = command(
+        "simulate",
+        "land one generated day at a time, run the daily pipeline on each, write the timeline",
+        use_case,
+        seed,
+        overrides,
+    )
+    simulate.add_argument("--days", type=_positive, required=True, help="how many new days to simulate")
+    simulate.add_argument(
+        "--drift-from", type=_positive, help="the simulated day (1 is the first) the drift scenario starts"
+    )
+    simulate.add_argument("--scenario", help="the drift scenario (default: the use case's only one)")
+    simulate.set_defaults(handler=_cmd_simulate)
+
+    run = command("run", "run pipeline steps in order (`all`: the daily run)", use_case, overrides)
+    run.add_argument("steps", nargs="+", choices=[*STEPS, "all"], metavar="STEP", help=f"{', '.join(STEPS)} or all")
+    run.add_argument(
+        "--date",
+        type=dt.date.fromisoformat,
+        help="score and monitor: the scoring date (default: the newest feature date; monitor: the newest scored)",
+    )
+    run.add_argument("--training-job-id", type=int, help="monitor on Databricks: the training job to trigger")
     run.add_argument("--full", action="store_true", help="features: recompute every time window, not only new ones")
     run.set_defaults(handler=_cmd_run)
 
-    reproduce = commands.add_parser("reproduce", help="rebuild a run's training set from its Delta versions and refit")
-    reproduce.add_argument("run_id")
-    reproduce.add_argument("--use-case", required=True)
-    reproduce.add_argument("--env", default="local")
+    reproduce = command(
+        "reproduce", "rebuild a run's training set from its Delta versions, refit and compare", use_case
+    )
+    reproduce.add_argument("run_id", help="the MLflow run id of a training run (`mlflow ui`, or the registry)")
     reproduce.add_argument("--tolerance", type=float, default=1e-6, help="largest metric difference accepted")
     reproduce.set_defaults(handler=_cmd_reproduce)
 
-    features = commands.add_parser("features", help="list feature tables or describe one: lineage and freshness")
-    features.add_argument("action", choices=["list", "describe"])
+    features = command("features", "list feature tables or describe one: lineage and freshness", use_case)
+    features.add_argument("action", choices=["list", "describe"], help="list every table, or describe one")
     features.add_argument("name", nargs="?", help="feature table (for describe)")
-    features.add_argument("--use-case", required=True)
-    features.add_argument("--env", default="local")
     features.set_defaults(handler=_cmd_features)
 
-    sql = commands.add_parser("sql", help="run Spark SQL against the configured metastore and print a table")
-    sql.add_argument("query")
-    sql.add_argument("--env", default="local")
-    sql.add_argument("--limit", type=int, default=50)
+    sql = command("sql", "run Spark SQL against the configured metastore and print a table")
+    sql.add_argument("query", help="one Spark SQL statement, e.g. 'SHOW TABLES IN gold'")
+    sql.add_argument("--limit", type=_positive, default=50, help="most rows printed (default: 50)")
     sql.set_defaults(handler=_cmd_sql)
+
+    use_cases = command("use-cases", "list the use cases and environments in conf/")
+    use_cases.set_defaults(handler=_cmd_use_cases)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "features" and args.action == "describe" and not args.name:
-        parser.error("features describe needs the name of a feature table")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    log.propagate = False
+    """Run one command; return its exit code (see `EXIT_*`)."""
+    args = build_parser().parse_args(argv)
+    configure_logging(verbose=args.verbose)
     try:
         args.handler(args)
     except LakeforgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
+    except Exception as exc:  # a Spark or library error a user can meet (a bad query): one line, not a trace
+        if args.verbose:
+            raise
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {first_line} (-v shows the trace)", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 

@@ -34,6 +34,11 @@ def conf_dir() -> Path:
     return Path(os.environ.get("LAKEFORGE_CONF", DEFAULT_CONF_DIR))
 
 
+def available(kind: str) -> list[str]:
+    """The names of the use cases (`usecases`) or environments (`envs`) in the config folder."""
+    return sorted(path.stem for path in (conf_dir() / kind).glob("*.yml"))
+
+
 def lakeforge_home() -> Path:
     """Everything a local run writes lives under this one folder (default `./.lakeforge`)."""
     return Path(os.environ.get("LAKEFORGE_HOME", ".lakeforge")).resolve()

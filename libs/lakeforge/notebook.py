@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lakeforge.config import Settings, load_settings
+from lakeforge.logs import configure_logging
 
 ENV_PREFIX = "LAKEFORGE_PARAM_"
 
@@ -56,6 +57,7 @@ def open_notebook(use_case: str = "churn", env: str | None = None, **defaults: s
     """
     from lakeforge.session import build_spark
 
+    configure_logging()
     env = env or ("databricks" if "DATABRICKS_RUNTIME_VERSION" in os.environ else "local")
     params = parameters(use_case=use_case, env=env, **defaults)
     settings = load_settings(params["use_case"], params["env"])
