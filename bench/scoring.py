@@ -37,7 +37,7 @@ from pathlib import Path
 import mlflow
 from pyspark.sql import functions as F
 
-from lakeforge import drift, feature_store, modeling, scoring, tables, training
+from lakeforge import drift, feature_store, gate, modeling, scoring, tables, training
 from workspace import churn_workspace
 
 NUMERIC_TESTS, CATEGORICAL_TESTS = ["psi", "ks"], ["jensenshannon", "chisquare"]
@@ -80,7 +80,7 @@ def main() -> None:
         config = settings.use_case.training
         home = Path(os.environ["LAKEFORGE_HOME"])
         trained = training.run(spark, settings)
-        training.validate(spark, settings)
+        gate.run(spark, settings)
         model_uri = f"models:/{trained.model_name}/{trained.version}"
         spark.sql("CREATE SCHEMA IF NOT EXISTS bench")
 
@@ -102,7 +102,7 @@ def main() -> None:
             df.write.format("delta").mode("overwrite").saveAsTable(f"bench.{name}")
 
         threshold = config.decision_threshold
-        scored = scoring.score_rows(spark, model_uri, table, threshold)
+        scored = modeling.score_rows(spark, model_uri, table, threshold)
         job_rows = scoring.prediction_rows(
             scored, ["customer_id"], as_of, trained.model_name, str(trained.version), trained.run_id
         )
@@ -141,7 +141,7 @@ def main() -> None:
         write(subset, "udf_input")
         subset = spark.read.table("bench.udf_input")
         subset_rows = subset.count()
-        native_subset = scoring.score_rows(spark, model_uri, subset, threshold).select("customer_id", modeling.SCORE)
+        native_subset = modeling.score_rows(spark, model_uri, subset, threshold).select("customer_id", modeling.SCORE)
         native_subset_seconds = timed(lambda: write(native_subset, "native_predictions_subset"))
         inputs = mlflow.models.get_model_info(model_uri).signature.inputs.input_names()
         predict = mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local")
@@ -159,7 +159,7 @@ def main() -> None:
         reference_rows = data.train.unionByName(data.validation)
         numeric, categorical = [*config.numeric_features, modeling.SCORE], list(config.categorical_features)
         columns = [*numeric, *categorical]
-        reference = scoring.score_rows(spark, model_uri, reference_rows, config.decision_threshold).select(*columns)
+        reference = modeling.score_rows(spark, model_uri, reference_rows, config.decision_threshold).select(*columns)
         write(reference, "drift_reference")
         reference = spark.read.table("bench.drift_reference")
         current = spark.read.table("bench.native_predictions").select(*columns)

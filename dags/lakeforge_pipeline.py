@@ -1,7 +1,7 @@
 """Airflow DAG: the lakeforge jobs on open-source Spark, daily, each one a `spark-submit`.
 
-ingest -> silver -> gold -> features -> (train -> validate, only while there is no champion yet)
--> score -> monitor -> (train -> validate, when the retraining policy fired) or no_retraining.
+ingest -> silver -> gold -> features -> (train -> gate, only while there is no champion yet)
+-> score -> monitor -> (train -> gate, when the retraining policy fired) or no_retraining.
 
 Every Spark task is a `SparkSubmitOperator` on the `spark_default` connection (`local[*]` or a
 `spark://` master) running `jobs/<step>.py` with the `cluster` environment, so Spark takes the
@@ -94,12 +94,12 @@ with DAG(
     def retraining_decision() -> str:
         return "retrain" if retraining_fired(decision_file()) else "no_retraining"
 
-    first_train, first_validate = spark_job("train", "first_train"), spark_job("validate", "first_validate")
-    retrain, revalidate = spark_job("train", "retrain"), spark_job("validate", "revalidate")
+    first_train, first_gate = spark_job("train", "first_train"), spark_job("gate", "first_gate")
+    retrain, regate = spark_job("train", "retrain"), spark_job("gate", "regate")
     no_retraining = EmptyOperator(task_id="no_retraining")
 
     ingest >> silver >> gold >> features >> champion_exists()
     dag.get_task("champion_exists") >> [first_train, score]
-    first_train >> first_validate >> score
+    first_train >> first_gate >> score
     score >> monitor >> retraining_decision() >> [retrain, no_retraining]
-    retrain >> revalidate
+    retrain >> regate

@@ -145,11 +145,11 @@ def with_training(base: Settings, mlflow_dir, **training_changes) -> Settings:
 @pytest.fixture(scope="session")
 def churn_champion(spark, churn_features, tmp_path_factory):
     """A logistic regression trained on the tiny churn features and promoted to champion (scoring, monitoring)."""
-    from lakeforge import training
+    from lakeforge import gate, training
 
     settings = with_training(churn_features, tmp_path_factory.mktemp("mlflow-champion"))
     training.run(spark, settings)
-    assert training.validate(spark, settings).promoted
+    assert gate.run(spark, settings).promoted
     return settings
 
 

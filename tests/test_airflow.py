@@ -15,9 +15,9 @@ def test_every_task_ran_or_was_skipped_by_its_branch(pipeline_run):
     _, states, log = pipeline_run
     expected = {
         **dict.fromkeys(["ingest", "silver", "gold", "features", "champion_exists"], "success"),
-        **dict.fromkeys(["first_train", "first_validate", "score", "monitor", "retraining_decision"], "success"),
+        **dict.fromkeys(["first_train", "first_gate", "score", "monitor", "retraining_decision"], "success"),
         "no_retraining": "success",
-        **dict.fromkeys(["retrain", "revalidate"], "skipped"),
+        **dict.fromkeys(["retrain", "regate"], "skipped"),
     }
     assert states == expected, log.read_text()[-4000:]
 
@@ -76,7 +76,7 @@ print(json.dumps({"follows": follows, "tasks": tasks}))
 """
 
 
-def test_retraining_branch_follows_the_decision_file_and_reruns_train_and_validate(tmp_path):
+def test_retraining_branch_follows_the_decision_file_and_reruns_train_and_gate(tmp_path):
     python = AIRFLOW.with_name("python")
     env = {**os.environ, "LAKEFORGE_HOME": str(tmp_path), "LAKEFORGE_REPO": str(REPO), "AIRFLOW_HOME": str(tmp_path)}
     done = subprocess.run(
@@ -94,9 +94,9 @@ def test_retraining_branch_follows_the_decision_file_and_reruns_train_and_valida
     }
     tasks = found["tasks"]
     assert tasks["retraining_decision"]["downstream"] == ["no_retraining", "retrain"]
-    assert tasks["retrain"]["downstream"] == ["revalidate"] and tasks["revalidate"]["downstream"] == []
+    assert tasks["retrain"]["downstream"] == ["regate"] and tasks["regate"]["downstream"] == []
     # The retraining branch runs the very jobs the bootstrap branch ran in `pipeline_run`, with the same arguments.
-    for branch_task, bootstrap_task in (("retrain", "first_train"), ("revalidate", "first_validate")):
+    for branch_task, bootstrap_task in (("retrain", "first_train"), ("regate", "first_gate")):
         assert {**tasks[branch_task], "downstream": None} == {**tasks[bootstrap_task], "downstream": None}
     assert tasks["retrain"]["application"] == str(REPO / "jobs" / "train.py")
-    assert tasks["revalidate"]["application"] == str(REPO / "jobs" / "validate.py")
+    assert tasks["regate"]["application"] == str(REPO / "jobs" / "gate.py")

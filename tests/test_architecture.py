@@ -9,8 +9,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "libs" / "lakeforge"
 # Stages of the model half in data-flow order; each may import earlier ones only.
-MODEL_STAGES = ["training_data", "training", "scoring", "monitoring"]
+MODEL_STAGES = ["training_data", "training", "gate", "scoring", "monitoring"]
 ABOVE_THE_STAGES = {"pipeline", "simulation", "cli"}
+# What the gate and the monitor share: the monitoring reference the gate saves and the monitor reads.
+SHARED_BY_STAGES = {"reference"}
 
 
 def lakeforge_imports(module: str) -> set[str]:
@@ -41,3 +43,16 @@ def test_only_the_cli_and_the_simulation_import_the_pipeline_layer():
 
 def test_the_check_sees_imports_inside_functions():
     assert {"training", "databricks_jobs", "monitoring"} <= lakeforge_imports("pipeline")
+
+
+def test_no_module_outside_the_stages_imports_a_stage():
+    """So no stage reaches a later one through a helper (reference scores rows with `modeling`, not `scoring`)."""
+    modules = {path.stem for path in PACKAGE.glob("*.py")} - set(MODEL_STAGES) - ABOVE_THE_STAGES - {"__init__"}
+    assert modules >= SHARED_BY_STAGES | {"modeling", "tables", "tracking"}
+    reaching = {module: lakeforge_imports(module) & set(MODEL_STAGES) for module in modules}
+    assert {module: stages for module, stages in reaching.items() if stages} == {}
+
+
+def test_the_gate_is_its_own_stage_and_data_expectations_keep_the_word_validate():
+    assert "gate" in lakeforge_imports("pipeline") and "training" not in lakeforge_imports("gate")
+    assert not (PACKAGE / "training.py").read_text().count("def validate")

@@ -418,7 +418,7 @@ def test_every_job_file_runs_in_the_bundle(bundle):
 
 @pytest.mark.parametrize(
     ("job", "order"),
-    [("ingest", ["ingest", "silver", "gold"]), ("train", ["train", "validate"])],
+    [("ingest", ["ingest", "silver", "gold"]), ("train", ["train", "gate"])],
 )
 def test_steps_run_in_order(bundle, job, order):
     tasks = {task["task_key"]: task for task in bundle.jobs()[job]["tasks"]}

@@ -18,7 +18,7 @@ from conftest import FEW_PARTITIONS, ONE_TRIAL, set_arguments
 from lakeforge.session import DELTA_PACKAGE
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ["ingest", "silver", "gold", "features", "train", "validate", "score"]
+STEPS = ["ingest", "silver", "gold", "features", "train", "gate", "score"]
 
 
 def _free_port() -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lakeforge.config import check_identifier, load_environment, load_settings, load_use_case
+from lakeforge.config import check_identifier, conf_dir, load_environment, load_settings, load_use_case
 from lakeforge.errors import ConfigError
 from lakeforge.session import spark_conf
 
@@ -255,3 +255,21 @@ def test_a_relative_split_resolves_back_from_the_newest_label_and_moves_with_it(
     assert (later.train_from, later.test_until) == (dt.date(2026, 1, 9), dt.date(2026, 2, 27))
     assert not resolved.relative and resolved.resolve(dt.date(2030, 1, 1)) == resolved  # fixed dates stay
     assert TimeSplit(validation_days=7, test_days=7).resolve(dt.date(2026, 2, 19)).train_from is None
+
+
+@pytest.mark.parametrize("env", ["local", "cluster", "shared", "databricks"])
+def test_an_environment_file_states_only_what_differs_from_the_defaults(env):
+    """Schemas, paths, tracking and retraining default in `config.Environment`: a file that repeats a
+    default is a copy that can drift from it."""
+    from lakeforge.config import Environment
+
+    raw = yaml.safe_load((conf_dir() / "envs" / f"{env}.yml").read_text())
+    defaults = Environment(name=env, spark={"mode": "local"})
+    repeated = [
+        f"{section}.{key}"
+        for section in ("schemas", "paths", "tracking", "retraining")
+        for key, value in (raw.get(section) or {}).items()
+        if getattr(getattr(defaults, section), key) == value
+    ]
+    assert repeated == []
+    assert load_environment(env).schemas == defaults.schemas

@@ -17,7 +17,18 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from sklearn.metrics import roc_auc_score
 
-from lakeforge import databricks_jobs, drift, monitoring, pipeline, reference, scoring, tables, tracking, training_data
+from lakeforge import (
+    databricks_jobs,
+    drift,
+    modeling,
+    monitoring,
+    pipeline,
+    reference,
+    scoring,
+    tables,
+    tracking,
+    training_data,
+)
 from lakeforge.config import FeatureDrift, RetrainingPolicy, Settings
 from lakeforge.errors import LakeforgeError, MissingPredictions, RetrainingFailed
 
@@ -124,7 +135,7 @@ def _scored_training_set(spark, settings: Settings, model) -> list:
     training, data = training_data.logged_training_set(spark, settings, model.run_id)
     uri = f"models:/{model.model_name}/{model.model_version}"
     rows = data.train.unionByName(data.validation)
-    scored = scoring.score_rows(spark, uri, rows, training.decision_threshold)
+    scored = modeling.score_rows(spark, uri, rows, training.decision_threshold)
     return sorted(scored.select(*reference.columns(training)).collect(), key=repr)
 
 

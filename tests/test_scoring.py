@@ -8,7 +8,7 @@ import mlflow
 import pytest
 from pyspark.sql import functions as F
 
-from lakeforge import feature_store, modeling, scoring, tables, tracking, training
+from lakeforge import feature_store, gate, modeling, scoring, tables, tracking, training
 from lakeforge.config import SearchDimension, Settings
 from lakeforge.errors import ModelNotFound, SchemaMismatch, StaleFeatures
 
@@ -138,7 +138,7 @@ def test_single_node_champion_scores_through_spark_udf(spark, champion, training
         fixed_params={"max_iter": 200},
     )
     training.run(spark, sklearn_settings)
-    assert training.validate(spark, sklearn_settings).promoted
+    assert gate.run(spark, sklearn_settings).promoted
     result = scoring.run(spark, sklearn_settings, DAY + dt.timedelta(days=1))
     written = _predictions(spark, sklearn_settings).where(F.col("scoring_date") == result.scoring_date)
     assert written.count() == result.rows > 0

@@ -10,7 +10,7 @@ from lakeforge import monitoring, pipeline
 
 @pytest.fixture
 def recorded_steps(monkeypatch):
-    """Every step replaced by a recorder except `train` and `validate`, which stay real unless a test
+    """Every step replaced by a recorder except `train` and `gate`, which stay real unless a test
     replaces them too."""
     calls = []
 
@@ -30,13 +30,13 @@ def _runs(settings) -> int:
     return len(mlflow.search_runs(search_all_experiments=True))
 
 
-def test_all_with_a_champion_skips_train_and_validate(spark, churn_champion, recorded_steps):
+def test_all_with_a_champion_skips_train_and_gate(spark, churn_champion, recorded_steps):
     calls, _ = recorded_steps
     before = _runs(churn_champion)
     state = pipeline.run_steps(spark, churn_champion, ["all"])
     assert calls == ["ingest", "silver", "gold", "features", "score", "monitor"]
     assert _runs(churn_champion) == before, "MLflow holds no new run"
-    assert list(state.skipped) == ["train", "validate"] and not state.trained
+    assert list(state.skipped) == ["train", "gate"] and not state.trained
     assert all("is champion and retraining is the monitor's decision" in why for why in state.skipped.values())
 
 
@@ -51,8 +51,12 @@ def test_all_without_a_champion_trains_and_train_by_name_always_does(
     assert calls == list(pipeline.STEPS)
     calls.clear()
     monkeypatch.setattr(pipeline, "champion_version", lambda settings: "1")
+    pipeline.run_steps(spark, fresh, ["train", "gate"])
+    assert calls == ["train", "gate"]
+    # `validate`, the gate's old name, still runs it
+    calls.clear()
     pipeline.run_steps(spark, fresh, ["train", "validate"])
-    assert calls == ["train", "validate"]
+    assert calls == ["train", "gate"]
 
 
 def test_a_retrain_the_monitor_asks_for_is_not_started_twice_in_one_run(churn_champion):

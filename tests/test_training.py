@@ -12,7 +12,7 @@ from pyspark.ml.linalg import SparseVector, VectorUDT
 from pyspark.sql import functions as F
 
 from conftest import FEW_ITERATIONS
-from lakeforge import modeling, tracking, training
+from lakeforge import gate, modeling, tracking, training
 from lakeforge.config import SearchDimension, Settings, TimeSplit
 from lakeforge.errors import ModelRejected, TrainingDataError
 
@@ -38,7 +38,7 @@ def tiny(churn_features) -> Settings:
 @pytest.fixture(scope="module")
 def first(spark, tiny):
     result = training.run(spark, tiny)
-    decision = training.validate(spark, tiny)
+    decision = gate.run(spark, tiny)
     return result, decision
 
 
@@ -142,7 +142,7 @@ def test_worse_challenger_is_rejected_and_champion_stays(spark, first, tiny):
         search_space={"regParam": SearchDimension(kind="uniform", low=5.0, high=10.0)},
     )
     challenger = training.run(spark, worse)
-    decision = training.validate(spark, worse)
+    decision = gate.run(spark, worse)
     assert not decision.promoted
     assert "below champion version" in decision.reasons[0]
     assert tracking.version_by_alias(result.model_name, "champion").version == result.version
@@ -151,7 +151,7 @@ def test_worse_challenger_is_rejected_and_champion_stays(spark, first, tiny):
     assert "below champion" in tags["validation_reason"]
     strict = _with_training(worse, gate=worse.use_case.training.gate.model_copy(update={"fail_on_reject": True}))
     with pytest.raises(ModelRejected, match="not promoted"):
-        training.validate(spark, strict)
+        gate.run(spark, strict)
 
 
 def test_as_good_challenger_is_promoted(spark, first, tiny):
@@ -159,7 +159,7 @@ def test_as_good_challenger_is_promoted(spark, first, tiny):
     # One trial at exactly the champion's parameters: the same model again, which must not be refused.
     same = {name: SearchDimension(kind="choice", options=[value]) for name, value in result.params.items()}
     again = training.run(spark, _with_training(tiny, max_evals=1, search_space=same))
-    decision = training.validate(spark, tiny)
+    decision = gate.run(spark, tiny)
     assert decision.promoted and decision.champion_version == result.version
     assert decision.challenger_auc == pytest.approx(decision.champion_auc, abs=0.01)
     assert tracking.version_by_alias(result.model_name, "champion").version == again.version
@@ -173,7 +173,7 @@ def test_absolute_threshold_rejects_even_the_first_model(spark, tiny, tmp_path):
         gate=tiny.use_case.training.gate.model_copy(update={"min_auc_roc": 0.999}),
     )
     result = training.run(spark, demanding)
-    decision = training.validate(spark, demanding)
+    decision = gate.run(spark, demanding)
     assert not decision.promoted and "< minimum 0.999" in decision.reasons[0]
     assert tracking.version_by_alias(result.model_name, "champion") is None
 
@@ -283,7 +283,7 @@ def test_single_node_engine_tunes_with_spark_trials_and_passes_the_gate(spark, t
     assert len(children) == result.trials == 2
     assert all(set(child.data.params) == {"C"} and "validation_auc_roc" in child.data.metrics for child in children)
     assert 0.0 <= result.test_metrics["auc_roc"] <= 1.0
-    decision = training.validate(spark, sklearn_settings)
+    decision = gate.run(spark, sklearn_settings)
     assert decision.promoted  # the first model of this registry
     model = mlflow.pyfunc.load_model(f"models:/{result.model_name}@champion")
     assert model.metadata.get_input_schema().input_names() == [

@@ -11,7 +11,7 @@ from lakeforge import __version__
 from lakeforge.config import available, conf_dir, load_environment, load_settings, load_use_case
 from lakeforge.errors import LakeforgeError, ModelRejected, ReproductionMismatch, StaleFeatures
 from lakeforge.logs import configure_logging
-from lakeforge.pipeline import STEPS, StepOptions, run_steps
+from lakeforge.pipeline import STEP_ALIASES, STEPS, StepOptions, run_steps
 
 log = logging.getLogger("lakeforge")
 
@@ -248,7 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=_cmd_simulate)
 
     run = command("run", "run pipeline steps in order (`all`: the daily run)", use_case, overrides)
-    run.add_argument("steps", nargs="+", choices=[*STEPS, "all"], metavar="STEP", help=f"{', '.join(STEPS)} or all")
+    run.add_argument(
+        "steps",
+        nargs="+",
+        choices=[*STEPS, *STEP_ALIASES, "all"],
+        metavar="STEP",
+        help=f"{', '.join(STEPS)} or all (`validate` is the old name of `gate`)",
+    )
     run.add_argument(
         "--date",
         type=dt.date.fromisoformat,

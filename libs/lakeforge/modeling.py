@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import mlflow
 import numpy as np
 from hyperopt import hp
 from hyperopt.pyll import scope
@@ -24,7 +25,7 @@ from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import Imputer, OneHotEncoder, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.config import SearchDimension, TimeSplit, Training
@@ -258,3 +259,16 @@ def feature_importances(model: PipelineModel, predictions: DataFrame) -> list[tu
         name = column.removesuffix("__imputed").removesuffix("__onehot")
         totals[name] = totals.get(name, 0.0) + float(weight)
     return sorted(totals.items(), key=lambda item: -item[1])
+
+
+def score_rows(spark: SparkSession, model_uri: str, rows: DataFrame, threshold: float) -> DataFrame:
+    """Add `score` (positive-class probability) and `predicted_label` with the model's own engine."""
+    info = mlflow.models.get_model_info(model_uri)
+    if "spark" in info.flavors:
+        model = probability_only(mlflow.spark.load_model(model_uri))
+        scored = with_score(model.transform(rows))
+    else:
+        columns = info.signature.inputs.input_names()
+        predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="array<double>", env_manager="local")
+        scored = rows.withColumn(SCORE, predict(*[plain_column(rows, c) for c in columns])[1])
+    return scored.withColumn("predicted_label", (F.col(SCORE) >= threshold).cast("int"))

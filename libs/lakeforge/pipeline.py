@@ -2,7 +2,7 @@
 
 This layer stands above every stage: it calls them in data-flow order and is the one place that
 acts on the monitor's retraining decision (the monitor only decides). Within one run, training
-happens at most once: `all` skips `train` and `validate` while a champion exists (retraining is the
+happens at most once: `all` skips `train` and `gate` while a champion exists (retraining is the
 monitor's call, acted on after it), and a retrain the monitor asks for is not started when this run
 has trained already.
 """
@@ -77,10 +77,10 @@ def _train(spark, settings: Settings, options: StepOptions, state: RunState) -> 
     )
 
 
-def _validate(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
-    from lakeforge import training
+def _gate(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
+    from lakeforge import gate
 
-    decision = training.validate(spark, settings)
+    decision = gate.run(spark, settings)
     verdict = "promoted to champion" if decision.promoted else "kept as challenger: " + "; ".join(decision.reasons)
     print(f"{decision.model_name} version {decision.version}: {verdict}")
 
@@ -128,15 +128,17 @@ STEPS: dict[str, Callable] = {
     "gold": _gold,
     "features": _features,
     "train": _train,
-    "validate": _validate,
+    "gate": _gate,
     "score": _score,
     "monitor": _monitor,
 }
 # The use case section a step needs: without it the step has nothing to do.
-SECTIONS = {"features": "features", "train": "training", "validate": "training", "score": "scoring"}
+SECTIONS = {"features": "features", "train": "training", "gate": "training", "score": "scoring"}
 SECTIONS["monitor"] = "monitoring"
 # Steps that `all` runs only when there is no champion yet: afterwards the monitor decides on retraining.
-BOOTSTRAP_STEPS = ("train", "validate")
+BOOTSTRAP_STEPS = ("train", "gate")
+# Old step names that still work: `validate` was the gate before the data expectations kept the word.
+STEP_ALIASES = {"validate": "gate"}
 
 
 def training_job_id(settings: Settings, override: int | None) -> int:
@@ -161,13 +163,12 @@ def act_on_retraining(spark, settings: Settings, result, job_id: int | None, sta
     if retraining.trigger == "local":
         if state is not None and state.trained:
             return "not retrained: this run trained already"
-        from lakeforge import training
+        from lakeforge import gate, training
 
         trained = training.run(spark, settings)
-        gate = training.validate(spark, settings)
+        verdict = "promoted" if gate.run(spark, settings).promoted else "kept as challenger"
         if state is not None:
             state.trained = True
-        verdict = "promoted" if gate.promoted else "kept as challenger"
         return f"trained version {trained.version} in process: {verdict}"
     from lakeforge import databricks_jobs
 
@@ -193,11 +194,12 @@ def champion_version(settings: Settings) -> str | None:
 
 def expand(steps: list[str]) -> list[tuple[str, bool]]:
     """The step names in order, each marked whether it came from `all` (and so may be skipped)."""
-    return [(name, step == "all") for step in steps for name in (STEPS if step == "all" else [step])]
+    named = [STEP_ALIASES.get(step, step) for step in steps]
+    return [(name, step == "all") for step in named for name in (STEPS if step == "all" else [step])]
 
 
 def run_steps(spark, settings: Settings, steps: list[str], options: StepOptions | None = None) -> RunState:
-    """Run the steps given in order (`all`: every step), logging each one's duration. `train` and `validate`
+    """Run the steps given in order (`all`: every step), logging each one's duration. `train` and `gate`
     asked by name always run; from `all` they run only while there is no champion."""
     options = options or StepOptions()
     state = RunState()
@@ -212,7 +214,7 @@ def run_steps(spark, settings: Settings, steps: list[str], options: StepOptions 
             if champion is not None:
                 state.skipped[name] = (
                     f"version {champion} is champion and retraining is the monitor's decision "
-                    "(run `lakeforge run train validate` to train anyway)"
+                    "(run `lakeforge run train gate` to train anyway)"
                 )
                 log.info("step %s: skipped: %s", name, state.skipped[name])
                 continue

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakeforge import modeling, scoring, tables
+from lakeforge import modeling, tables
 from lakeforge.config import Settings, Training
 
 MODEL_COLUMNS = ["model_name", "model_version", "run_id"]
@@ -48,7 +48,7 @@ def save(
     if table is None:
         return
     tables.ensure_schema(spark, settings.schema("ops"))
-    scored = scoring.score_rows(spark, f"models:/{model_name}/{model_version}", rows, training.decision_threshold)
+    scored = modeling.score_rows(spark, f"models:/{model_name}/{model_version}", rows, training.decision_threshold)
     keyed = scored.select(
         F.lit(model_name).alias("model_name"),
         F.lit(str(model_version)).alias("model_version"),

@@ -100,19 +100,6 @@ def check_signature(rows: DataFrame, schema) -> None:
         raise SchemaMismatch(f"the rows to score do not match the model's signature: {'; '.join(problems)}")
 
 
-def score_rows(spark: SparkSession, model_uri: str, rows: DataFrame, threshold: float) -> DataFrame:
-    """Add `score` (positive-class probability) and `predicted_label` with the model's own engine."""
-    info = mlflow.models.get_model_info(model_uri)
-    if "spark" in info.flavors:
-        model = modeling.probability_only(mlflow.spark.load_model(model_uri))
-        scored = modeling.with_score(model.transform(rows))
-    else:
-        columns = info.signature.inputs.input_names()
-        predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type="array<double>", env_manager="local")
-        scored = rows.withColumn(modeling.SCORE, predict(*[modeling.plain_column(rows, c) for c in columns])[1])
-    return scored.withColumn("predicted_label", (F.col(modeling.SCORE) >= threshold).cast("int"))
-
-
 def prediction_rows(
     scored: DataFrame, entity: list[str], scoring_date: dt.date, model_name: str, version: str, run_id: str
 ) -> DataFrame:
@@ -149,7 +136,7 @@ def run(
     model_uri = f"models:/{name}/{champion.version}"
     check_signature(rows, mlflow.models.get_model_info(model_uri).signature)
     entity = feature_store.entity_keys(settings)
-    scored = score_rows(spark, model_uri, rows, training.decision_threshold)
+    scored = modeling.score_rows(spark, model_uri, rows, training.decision_threshold)
     predictions = prediction_rows(scored, entity, scoring_date, name, str(champion.version), champion.run_id)
     target = settings.table("gold", scoring.table)
     tables.ensure_schema(spark, settings.schema("gold"))
