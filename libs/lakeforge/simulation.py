@@ -174,6 +174,7 @@ def plot_timeline(simulated: list[SimulatedDay], settings: Settings, path: Path)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     policy = settings.use_case.monitoring.retraining
     dates = [day.scoring_date for day in simulated]
@@ -201,6 +202,7 @@ def plot_timeline(simulated: list[SimulatedDay], settings: Settings, path: Path)
             [d.scoring_date for d in marked], [int(d.scored_by) for d in marked], color=color, label=action
         )
     model_axes.set(ylabel="model version", xlabel="scoring date")
+    model_axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     model_axes.legend(loc="upper left", fontsize="small")
     drift_start = next((d.scoring_date for d in simulated if d.drifting), None)
     for axes in (drift_axes, auc_axes, model_axes):
