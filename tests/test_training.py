@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from pyspark.ml.linalg import SparseVector, VectorUDT
@@ -170,12 +171,36 @@ def test_absolute_threshold_rejects_even_the_first_model(spark, tiny, tmp_path):
     demanding = _with_training(
         tiny.model_copy(update={"env": env}),
         max_evals=1,
-        gate=tiny.use_case.training.gate.model_copy(update={"min_auc_roc": 0.999}),
+        gate=tiny.use_case.training.gate.model_copy(update={"min_auc_roc": 0.999, "min_lift_over_baseline": 1.0}),
     )
     result = training.run(spark, demanding)
     decision = gate.run(spark, demanding)
     assert not decision.promoted and "< minimum 0.999" in decision.reasons[0]
+    baseline = decision.baseline
+    assert baseline.feature in demanding.use_case.training.numeric_features and 0 <= baseline.auc_roc <= 1
+    assert decision.reasons[1] == (
+        f"test AUC-ROC {decision.challenger_auc:.4f} does not beat the single-feature baseline "
+        f"({baseline.feature}: {baseline.auc_roc:.4f}) by 1.0"
+    )
+    tags = MlflowClient().get_model_version(result.model_name, result.version).tags
+    assert (tags["baseline_feature"], float(tags["baseline_auc_roc"])) == (baseline.feature, round(baseline.auc_roc, 6))
     assert tracking.version_by_alias(result.model_name, "champion") is None
+
+
+def test_the_baseline_is_the_best_single_feature_chosen_on_the_fit_rows():
+    fit = pd.DataFrame(
+        {
+            "calls": [9.0, 8.0, 7.0, 1.0, 2.0, None],  # fewer calls, more churn: the strongest, reversed
+            "noise": [1.0, 2.0, 1.0, 2.0, 1.0, 2.0],
+            "churned": [0, 0, 0, 1, 1, 1],
+        }
+    )
+    test = pd.DataFrame({"calls": [5.0, 3.0, None, 8.0], "noise": [1.0, 1.0, 2.0, 2.0], "churned": [0, 1, 1, 0]})
+    baseline = gate.best_single_feature(fit, test, ["noise", "calls"], "churned")
+    # `calls` with its sign flipped; the missing test value counts as the fit median (7.0): ranks 0.75
+    assert (baseline.feature, baseline.direction) == ("calls", -1)
+    assert baseline.auc_roc == pytest.approx(0.75)
+    assert gate.best_single_feature(fit, test.assign(churned=0), ["calls"], "churned") is None
 
 
 def test_a_relative_split_is_resolved_logged_and_reproduced(spark, tiny, tmp_path):

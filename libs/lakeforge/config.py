@@ -388,6 +388,9 @@ class Gate(_Strict):
     min_auc_roc: float = Field(default=0.5, ge=0, le=1)
     min_auc_pr: float = Field(default=0.0, ge=0, le=1)
     max_auc_drop: float = Field(default=0.01, ge=0, le=1)
+    # Set, the challenger must beat the best single numeric feature (as a score) by this much in AUC-ROC;
+    # unset, that baseline is measured and tagged on the version only.
+    min_lift_over_baseline: float | None = Field(default=None, ge=-1, le=1)
     fail_on_reject: bool = False
 
 

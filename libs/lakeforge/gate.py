@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import mlflow
 import numpy as np
+import pandas as pd
 from pyspark.sql import SparkSession
+from sklearn.metrics import roc_auc_score
 
 from lakeforge import modeling, reference, single_node, tracking
 from lakeforge.config import Settings, Training
@@ -30,6 +32,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The simplest model worth beating: one numeric feature used as the score. The feature and its
+    direction are chosen on the fit window (train and validation); `auc_roc` is measured on the test window."""
+
+    feature: str
+    direction: int  # 1: a higher value means the positive class, -1: a lower one
+    auc_roc: float
+
+
+@dataclass(frozen=True)
 class GateDecision:
     model_name: str
     version: str
@@ -38,6 +50,35 @@ class GateDecision:
     challenger_auc: float
     champion_version: str | None
     champion_auc: float | None
+    baseline: Baseline | None = None
+
+
+def best_single_feature(fit: pd.DataFrame, test: pd.DataFrame, features: list[str], label: str) -> Baseline | None:
+    """The numeric feature whose values rank the fit rows' labels best (either way round), scored on the
+    test rows; None when either side has one class only. Missing values count as the fit median."""
+    if fit[label].nunique() < 2 or test[label].nunique() < 2:
+        return None
+    best = None
+    for feature in features:
+        median = fit[feature].astype(float).median()
+        if np.isnan(median):
+            continue
+        auc = roc_auc_score(fit[label], fit[feature].astype(float).fillna(median))
+        strength, direction = max((auc, 1), (1 - auc, -1))
+        if best is None or strength > best[0]:
+            best = (strength, feature, direction, median)
+    if best is None:
+        return None
+    _, feature, direction, median = best
+    test_auc = roc_auc_score(test[label], direction * test[feature].astype(float).fillna(median))
+    return Baseline(feature, direction, float(test_auc))
+
+
+def single_feature_baseline(data: PreparedData, training: Training) -> Baseline | None:
+    """`best_single_feature` on samples of the fit and test windows (`single_node.sample_rows` at most)."""
+    fit = single_node.to_pandas_sample(data.train.unionByName(data.validation), training, modeling.LABEL)
+    test = single_node.to_pandas_sample(data.test, training, modeling.LABEL)
+    return best_single_feature(fit, test, training.numeric_features, modeling.LABEL)
 
 
 def run(spark: SparkSession, settings: Settings) -> GateDecision:
@@ -58,6 +99,13 @@ def run(spark: SparkSession, settings: Settings) -> GateDecision:
         reasons.append(f"test AUC-ROC {challenger_metrics['auc_roc']:.4f} < minimum {training.gate.min_auc_roc}")
     if challenger_metrics["auc_pr"] < training.gate.min_auc_pr:
         reasons.append(f"test AUC-PR {challenger_metrics['auc_pr']:.4f} < minimum {training.gate.min_auc_pr}")
+    baseline = single_feature_baseline(data, training)
+    lift = training.gate.min_lift_over_baseline
+    if lift is not None and baseline is not None and challenger_metrics["auc_roc"] - baseline.auc_roc < lift:
+        reasons.append(
+            f"test AUC-ROC {challenger_metrics['auc_roc']:.4f} does not beat the single-feature baseline "
+            f"({baseline.feature}: {baseline.auc_roc:.4f}) by {lift}"
+        )
     champion_auc = None
     if champion is not None and champion.version != challenger.version:
         champion_auc = _score(name, champion.version, data, training)["auc_roc"]
@@ -87,6 +135,8 @@ def run(spark: SparkSession, settings: Settings) -> GateDecision:
             "validation_reason": "; ".join(reasons) or "passed every threshold",
             "validation_auc_roc": round(challenger_metrics["auc_roc"], 6),
             "champion_auc_roc": "" if champion_auc is None else round(champion_auc, 6),
+            "baseline_auc_roc": "" if baseline is None else round(baseline.auc_roc, 6),
+            "baseline_feature": "" if baseline is None else baseline.feature,
         },
     )
     decision = GateDecision(
@@ -97,6 +147,7 @@ def run(spark: SparkSession, settings: Settings) -> GateDecision:
         challenger_metrics["auc_roc"],
         champion.version if champion else None,
         champion_auc,
+        baseline,
     )
     log.info("gate: %s", decision)
     if not promoted and training.gate.fail_on_reject:

@@ -83,6 +83,11 @@ def _gate(spark, settings: Settings, options: StepOptions, state: RunState) -> N
     decision = gate.run(spark, settings)
     verdict = "promoted to champion" if decision.promoted else "kept as challenger: " + "; ".join(decision.reasons)
     print(f"{decision.model_name} version {decision.version}: {verdict}")
+    if decision.baseline is not None:
+        print(
+            f"test AUC-ROC {decision.challenger_auc:.4f} against {decision.baseline.auc_roc:.4f} for the best single "
+            f"feature as a score ({decision.baseline.feature})"
+        )
 
 
 def _score(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
