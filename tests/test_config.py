@@ -10,6 +10,7 @@ import yaml
 from lakeforge.config import check_identifier, conf_dir, load_environment, load_settings, load_use_case
 from lakeforge.errors import ConfigError
 from lakeforge.session import spark_conf
+from lakeforge.table_ref import TableRef
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -35,6 +36,33 @@ def test_table_names_follow_the_catalog():
     databricks = load_settings("churn", "databricks")
     assert local.table("gold", "daily_revenue") == "`gold`.`daily_revenue`"
     assert databricks.table("gold", "daily_revenue") == "`lakeforge`.`gold`.`daily_revenue`"
+
+
+def test_a_table_reference_has_its_three_forms_and_reads_each_back():
+    import pickle
+
+    local, unity = load_settings("churn", "local").table("gold", "daily_revenue"), TableRef("gold", "t", "lakeforge")
+    assert (local.sql, local.plain, local.three_part) == (
+        "`gold`.`daily_revenue`",
+        "gold.daily_revenue",
+        "spark_catalog.gold.daily_revenue",
+    )
+    assert (unity.sql, unity.plain, unity.three_part) == (
+        "`lakeforge`.`gold`.`t`",
+        "lakeforge.gold.t",
+        "lakeforge.gold.t",
+    )
+    for form in (local.sql, local.plain, local.three_part):
+        parsed = TableRef.parse(form)
+        assert (parsed.schema, parsed.name) == ("gold", "daily_revenue")
+    assert TableRef.parse(local.three_part).catalog == "spark_catalog" and local.catalog is None
+    assert (
+        f"SELECT * FROM {local}" == "SELECT * FROM `gold`.`daily_revenue`" and {local: 1}["`gold`.`daily_revenue`"] == 1
+    )
+    assert pickle.loads(pickle.dumps(unity)).plain == "lakeforge.gold.t"
+    for bad in ("daily_revenue", "a.b.c.d", "gold..x"):
+        with pytest.raises(ValueError, match="is not a table name"):
+            TableRef.parse(bad)
 
 
 def test_model_names_follow_the_registry():

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lakeforge.errors import ConfigError
+from lakeforge.table_ref import TableRef
 
 IDENTIFIER_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 SPARK_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
@@ -705,11 +706,9 @@ class Settings(_Strict):
     use_case: UseCase
     env: Environment
 
-    def table(self, layer: str, name: str) -> str:
-        """The fully qualified name of a table: `catalog.schema.table` on Unity Catalog, else `schema.table`."""
-        schema = getattr(self.env.schemas, layer)
-        parts = [self.env.catalog, schema, check_identifier(name)]
-        return ".".join(f"`{part}`" for part in parts if part)
+    def table(self, layer: str, name: str) -> TableRef:
+        """A table of a layer: `catalog.schema.table` on Unity Catalog, else `schema.table` (see `TableRef`)."""
+        return TableRef(getattr(self.env.schemas, layer), check_identifier(name), self.env.catalog)
 
     def schema(self, layer: str) -> str:
         schema = getattr(self.env.schemas, layer)

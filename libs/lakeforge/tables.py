@@ -17,9 +17,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakeforge.errors import OrphanedTableError, TableNotFound
+from lakeforge.table_ref import TableRef
 
 T = TypeVar("T")
-SESSION_CATALOG = "spark_catalog"
+
 # Independent tables (the sources of a use case, the gold tables) are written by concurrent Spark
 # jobs on one session: the driver's per-table work (metastore, Delta log, planning) then overlaps
 # with the executors' work on another table.
@@ -48,21 +49,20 @@ def ensure_schema(spark: SparkSession, schema: str) -> None:
 
 
 def plain_name(table: str) -> str:
-    """`schema.table` as people write it, from the quoted form `Settings.table` returns."""
-    return table.replace("`", "")
+    """`schema.table` as people write it (see `TableRef`)."""
+    return TableRef.parse(table).plain
 
 
 def full_name(table: str) -> str:
     """`catalog.schema.table`; a local `schema.table` lives in Spark's session catalog, `spark_catalog`.
 
     MLflow reads any other first part as a Unity Catalog name and asks Databricks for the table's id."""
-    plain = plain_name(table)
-    return plain if plain.count(".") == 2 else f"{SESSION_CATALOG}.{plain}"
+    return TableRef.parse(table).three_part
 
 
 def quoted_name(table: str) -> str:
-    """The quoted form of a plain `schema.table` (or `catalog.schema.table`) name."""
-    return ".".join(f"`{part}`" for part in table.split("."))
+    """The quoted SQL form of a table name in any of its forms."""
+    return TableRef.parse(table).sql
 
 
 def version_or_latest(spark: SparkSession, table: str, versions: dict[str, int] | None) -> int | None:
@@ -72,7 +72,7 @@ def version_or_latest(spark: SparkSession, table: str, versions: dict[str, int] 
 
 
 def table_exists(spark: SparkSession, table: str) -> bool:
-    return spark.catalog.tableExists(table.replace("`", ""))
+    return spark.catalog.tableExists(plain_name(table))
 
 
 def read_table(spark: SparkSession, table: str, version: int | None = None) -> DataFrame:
