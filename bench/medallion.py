@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from lakeforge import bronze, feature_store, gold, silver, tables
 from lakeforge.config import Schemas, Settings, load_environment, load_use_case
 from lakeforge.datagen import BatchSpec, generate_batch
-from lakeforge.session import build_spark
+from lakeforge.platform import Platform
 
 
 def plain_copy(spark, settings: Settings, schema: str = "copy", concurrent: bool = False) -> None:
@@ -128,7 +128,7 @@ def main() -> None:
         use_case=settings.use_case,
         env=env.model_copy(update={"schemas": Schemas(bronze="bare_bronze", silver="bare_silver", gold="bare_gold")}),
     )
-    spark = build_spark(env, "lakeforge-bench")
+    spark = Platform(env).session("lakeforge-bench")
     spark.sparkContext.setLogLevel("ERROR")
     try:
         timed("generate landing files (untimed)", lambda: generate_batch(

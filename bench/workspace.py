@@ -12,7 +12,7 @@ from pathlib import Path
 from lakeforge import bronze, feature_store, gold, silver
 from lakeforge.config import Settings, load_environment, load_use_case
 from lakeforge.datagen import BatchSpec, generate_batch
-from lakeforge.session import build_spark
+from lakeforge.platform import Platform
 
 
 @contextmanager
@@ -26,7 +26,7 @@ def churn_workspace(name: str, rows: int, home: str | None = None, **training_ch
     if training_changes:
         use_case = use_case.model_copy(update={"training": use_case.training.model_copy(update=training_changes)})
     settings = Settings(use_case=use_case, env=env)
-    spark = build_spark(env, f"lakeforge-bench-{name}")
+    spark = Platform(env).session(f"lakeforge-bench-{name}")
     spark.sparkContext.setLogLevel("ERROR")
     try:
         generate_batch(spark, settings.use_case, env.path("landing"), BatchSpec(rows, 7, 0))

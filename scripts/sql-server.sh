@@ -73,10 +73,11 @@ from pyspark import SparkConf
 from pyspark.java_gateway import launch_gateway
 
 from lakeforge.config import load_environment
+from lakeforge.platform import Platform
 from lakeforge.session import spark_conf, write_spark_defaults
 
 env, folder = load_environment(sys.argv[1]), Path(sys.argv[2])
-write_spark_defaults(env, folder)
+write_spark_defaults(Platform(env).spark_conf("lakeforge-sql"), folder)
 
 # Hive opens each JDBC session under its own class loader, child of the JVM's system class
 # loader, which cannot see jars from spark.jars.packages: DeltaCatalog would not be found

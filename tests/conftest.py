@@ -81,12 +81,12 @@ def make_environment(root: Path, suffix: str) -> Environment:
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from lakeforge.session import build_spark
+    from lakeforge.platform import Platform
 
     root = tmp_path_factory.mktemp("spark")
     os.environ["LAKEFORGE_HOME"] = str(root)
     env = make_environment(root, "session")
-    session = build_spark(env, "lakeforge-tests")
+    session = Platform(env).session("lakeforge-tests")
     yield session
     session.stop()
 

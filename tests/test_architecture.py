@@ -15,11 +15,21 @@ ABOVE_THE_STAGES = {"pipeline", "simulation", "cli"}
 SHARED_BY_STAGES = {"reference"}
 
 
+def _runtime_nodes(node: ast.AST):
+    """Every node under `node` except what an `if TYPE_CHECKING:` block holds (never imported at run time)."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
+            yield from (n for orelse in child.orelse for n in [orelse, *_runtime_nodes(orelse)])
+            continue
+        yield child
+        yield from _runtime_nodes(child)
+
+
 def lakeforge_imports(module: str) -> set[str]:
-    """The lakeforge modules `module` imports, at the top or inside functions."""
+    """The lakeforge modules `module` imports at run time, at the top or inside functions."""
     tree = ast.parse((PACKAGE / f"{module}.py").read_text())
     found = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lakeforge"):
             if node.module == "lakeforge":
                 found |= {alias.name for alias in node.names}
@@ -56,3 +66,27 @@ def test_no_module_outside_the_stages_imports_a_stage():
 def test_the_gate_is_its_own_stage_and_data_expectations_keep_the_word_validate():
     assert "gate" in lakeforge_imports("pipeline") and "training" not in lakeforge_imports("gate")
     assert not (PACKAGE / "training.py").read_text().count("def validate")
+
+
+def test_only_the_platform_asks_where_it_runs():
+    """The platform kind (`spark.mode`), the Databricks runtime variable and the workspace tracking URI are
+    read in `platform` alone; config only declares them."""
+    asking = {
+        path.stem
+        for path in PACKAGE.glob("*.py")
+        for text in [path.read_text()]
+        if any(sign in text for sign in (".spark.mode", "DATABRICKS_RUNTIME_VERSION", 'tracking_uri == "databricks"'))
+    }
+    assert asking == {"platform"}
+
+
+def test_the_import_graph_has_no_loop():
+    graph = {path.stem: lakeforge_imports(path.stem) - {"__version__"} for path in PACKAGE.glob("*.py")}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for module in graph.get(start, set()):
+            if module == target or (module not in seen and reaches(module, target, seen | {module})):
+                return True
+        return False
+
+    assert [module for module in graph if reaches(module, module, {module})] == []

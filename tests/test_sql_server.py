@@ -37,10 +37,10 @@ WRITER = """
 import json, sys, time
 from pathlib import Path
 from lakeforge.config import load_environment
-from lakeforge.session import build_spark
+from lakeforge.platform import Platform
 
 rows_per_batch, min_seconds, stop = int(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
-spark = build_spark(load_environment("shared"), "lakeforge-test-writer")
+spark = Platform(load_environment("shared")).session("lakeforge-test-writer")
 spark.sql("CREATE DATABASE IF NOT EXISTS gold")
 # No checkpoint while the test runs: writing one takes seconds on a busy machine and proves nothing here.
 spark.sql(

@@ -34,12 +34,12 @@ def exit_code(error: LakeforgeError) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> None:
     from lakeforge.datagen import BatchSpec, check_scenario, generate_batch
-    from lakeforge.session import build_spark
+    from lakeforge.platform import Platform
 
     use_case = load_use_case(args.use_case, check_expectations=False)
     env = load_environment(args.env)
     check_scenario(use_case, args.scenario)
-    spark = build_spark(env, "lakeforge-generate")
+    spark = Platform(env).session("lakeforge-generate")
     for batch in range(args.batch, args.batch + args.batches):
         spec = BatchSpec(args.rows, args.seed, batch, args.scenario, args.drift_from, args.record_delay_days)
         manifest = generate_batch(spark, use_case, env.path("landing"), spec)
@@ -48,23 +48,25 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from lakeforge.session import build_spark, write_spark_defaults
+    from lakeforge.platform import Platform
+    from lakeforge.session import write_spark_defaults
 
     validates = bool({"silver", "all"} & set(args.steps))
     settings = load_settings(args.use_case, args.env, overrides=args.set, check_expectations=validates)
-    spark = build_spark(settings.env, f"lakeforge-{'-'.join(args.steps)}")
+    spark = Platform(settings.env).session(f"lakeforge-{'-'.join(args.steps)}")
     options = StepOptions(full=args.full, scoring_date=args.date, training_job_id=args.training_job_id)
     run_steps(spark, settings, args.steps, options)
-    if settings.env.spark.mode == "local":
+    platform = Platform(settings.env)
+    if platform.writes_spark_defaults:
         from lakeforge.config import lakeforge_home
 
-        write_spark_defaults(settings.env, lakeforge_home() / "spark-conf")
+        write_spark_defaults(platform.spark_conf("lakeforge-sql"), lakeforge_home() / "spark-conf")
 
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from lakeforge import simulation
     from lakeforge.datagen import check_scenario, scenarios
-    from lakeforge.session import build_spark
+    from lakeforge.platform import Platform
 
     settings = load_settings(args.use_case, args.env, overrides=args.set)
     scenario = args.scenario
@@ -78,7 +80,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     if scenario is not None and args.drift_from is None:
         raise LakeforgeError(f"--scenario {scenario} needs --drift-from DAY (1 is the first simulated day)")
     check_scenario(settings.use_case, scenario)
-    spark = build_spark(settings.env, "lakeforge-simulate")
+    spark = Platform(settings.env).session("lakeforge-simulate")
     timeline = simulation.simulate(
         spark, settings, args.days, args.rows, args.seed, scenario, args.drift_from, args.record_delay_days
     )
@@ -110,20 +112,20 @@ def _cmd_use_cases(args: argparse.Namespace) -> None:
 
 
 def _cmd_sql(args: argparse.Namespace) -> None:
-    from lakeforge.session import build_spark
+    from lakeforge.platform import Platform
 
-    spark = build_spark(load_environment(args.env), "lakeforge-sql")
+    spark = Platform(load_environment(args.env)).session("lakeforge-sql")
     spark.sql(args.query).show(args.limit, truncate=False)
 
 
 def _cmd_features(args: argparse.Namespace) -> None:
     from lakeforge import feature_store
-    from lakeforge.session import build_spark
+    from lakeforge.platform import Platform
 
     if args.action == "describe" and not args.name:
         args.usage_error("features describe needs the name of a feature table (`features list` names them)")
     settings = load_settings(args.use_case, args.env, check_expectations=False)
-    spark = build_spark(settings.env, "lakeforge-features")
+    spark = Platform(settings.env).session("lakeforge-features")
     if args.action == "list":
         rows = [
             (
@@ -146,10 +148,10 @@ def _cmd_features(args: argparse.Namespace) -> None:
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
     from lakeforge import training
-    from lakeforge.session import build_spark
+    from lakeforge.platform import Platform
 
     settings = load_settings(args.use_case, args.env, check_expectations=False)
-    spark = build_spark(settings.env, "lakeforge-reproduce")
+    spark = Platform(settings.env).session("lakeforge-reproduce")
     comparison = training.reproduce(spark, settings, args.run_id)
     rows = [
         (m, f"{v['logged']:.6f}", f"{v['reproduced']:.6f}", f"{v['reproduced'] - v['logged']:+.2e}")

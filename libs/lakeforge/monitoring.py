@@ -33,6 +33,7 @@ from pyspark.sql import functions as F
 from lakeforge import drift, feature_store, modeling, quality, reference, tables, tracking, training_data
 from lakeforge.config import FeatureDrift, Monitoring, RetrainingPolicy, Settings, Training
 from lakeforge.errors import LakeforgeError, MissingPredictions
+from lakeforge.platform import Platform
 
 log = logging.getLogger(__name__)
 
@@ -412,17 +413,10 @@ def record_outcome(spark: SparkSession, settings: Settings, result: MonitorResul
     path.write_text(json.dumps(record, indent=2))
 
 
-def publish_task_value(settings: Settings, decision: RetrainingDecision) -> None:
+def publish_task_value(settings: Settings, decision: RetrainingDecision) -> bool:
     """On Databricks, set the task value `retrain` ("true"/"false"): the bundle's monitor job has a
-    condition task on it that runs the training job."""
-    if settings.env.spark.mode != "databricks":
-        return
-    try:
-        from databricks.sdk.runtime import dbutils
-    except ImportError:
-        log.warning("monitor: no Databricks runtime here, task value 'retrain' not set")
-        return
-    dbutils.jobs.taskValues.set(key="retrain", value=str(decision.retrain).lower())
+    condition task on it that runs the training job. Elsewhere nothing is set (False)."""
+    return Platform(settings.env).set_task_value("retrain", str(decision.retrain).lower())
 
 
 def decision_path(settings: Settings) -> Path:

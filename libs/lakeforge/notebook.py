@@ -15,24 +15,16 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from lakeforge import platform
 from lakeforge.config import Settings, load_settings
 from lakeforge.logs import configure_logging
 
 ENV_PREFIX = "LAKEFORGE_PARAM_"
 
 
-def _dbutils() -> Any | None:
-    """Databricks' dbutils when running there, else None."""
-    if "DATABRICKS_RUNTIME_VERSION" not in os.environ:
-        return None
-    from databricks.sdk.runtime import dbutils
-
-    return dbutils
-
-
 def parameters(**defaults: str) -> dict[str, str]:
     """Each parameter's value: a Databricks widget, else LAKEFORGE_PARAM_<NAME>, else the default."""
-    dbutils = _dbutils()
+    dbutils = platform.dbutils()
     values = {}
     for name, default in defaults.items():
         if dbutils is not None:
@@ -55,11 +47,9 @@ def open_notebook(use_case: str = "churn", env: str | None = None, **defaults: s
 
     `env` defaults to `databricks` on a Databricks runtime and `local` elsewhere.
     """
-    from lakeforge.session import build_spark
-
     configure_logging()
-    env = env or ("databricks" if "DATABRICKS_RUNTIME_VERSION" in os.environ else "local")
+    env = env or platform.default_environment()
     params = parameters(use_case=use_case, env=env, **defaults)
     settings = load_settings(params["use_case"], params["env"])
-    spark = build_spark(settings.env, f"lakeforge-notebook-{params['use_case']}")
+    spark = platform.Platform(settings.env).session(f"lakeforge-notebook-{params['use_case']}")
     return Notebook(params, settings, spark)

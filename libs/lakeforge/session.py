@@ -1,8 +1,8 @@
-"""The one place a SparkSession is built, for every environment.
+"""How a local or cluster SparkSession is configured and built (`platform.Platform.session` decides
+which platform needs one: on Databricks the runtime hands over its own, never configured here).
 
-- local: `local[*]`, Delta extension and catalog, warehouse and Derby metastore under LAKEFORGE_HOME.
-- cluster: launched by `spark-submit`; the master comes from spark-submit, the rest from here.
-- databricks: the runtime hands us the session; jars and catalogs are never configured there.
+Delta extension and catalog, warehouse and Derby metastore under LAKEFORGE_HOME; the master only
+when the platform gives one (`local[*]`; spark-submit gives a cluster's).
 
 Jars come from Maven Central through Spark's own package resolution (`spark.jars.packages`);
 the first run downloads them into the Ivy cache, later runs resolve offline.
@@ -43,7 +43,7 @@ def require_java() -> None:
         )
 
 
-def spark_conf(env: Environment, app_name: str) -> dict[str, str]:
+def spark_conf(env: Environment, app_name: str, master: str | None = None) -> dict[str, str]:
     """Every Spark setting for a local or cluster session (also written out for spark-sql and beeline)."""
     warehouse = env.path("warehouse")
     metastore = env.path("metastore")
@@ -60,24 +60,20 @@ def spark_conf(env: Environment, app_name: str) -> dict[str, str]:
         **LOCAL_DEFAULTS,
         **env.spark.conf,
     }
-    if env.spark.mode == "local":
-        conf["spark.master"] = env.spark.master or "local[*]"
+    if master:
+        conf["spark.master"] = master
     return conf
 
 
-def build_spark(env: Environment, app_name: str = "lakeforge"):
-    """Return the SparkSession for `env` (imports pyspark lazily so config errors surface first)."""
-    if env.spark.mode == "databricks":
-        from pyspark.sql import SparkSession
-
-        return SparkSession.builder.getOrCreate()
+def build_session(env: Environment, app_name: str, master: str | None):
+    """A SparkSession configured for `env` (imports pyspark lazily so config errors surface first)."""
     require_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder
-    for key, value in spark_conf(env, app_name).items():
+    for key, value in spark_conf(env, app_name, master).items():
         builder = builder.config(key, value)
     Path(env.path("metastore")).mkdir(parents=True, exist_ok=True)
     spark = builder.enableHiveSupport().getOrCreate()
@@ -98,11 +94,11 @@ def _silence(spark, logger: str) -> None:
     log4j.core.config.Configurator.setLevel(logger, log4j.Level.OFF)
 
 
-def write_spark_defaults(env: Environment, folder: Path) -> Path:
+def write_spark_defaults(conf: dict[str, str], folder: Path) -> Path:
     """Write `spark-defaults.conf` so `spark-sql`, beeline and the Thrift server see the same metastore."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "spark-defaults.conf"
-    lines = [f"{key} {value}" for key, value in spark_conf(env, "lakeforge-sql").items() if key != "spark.app.name"]
+    lines = [f"{key} {value}" for key, value in conf.items() if key != "spark.app.name"]
     target.write_text("\n".join(lines) + "\n")
     return target
 
@@ -111,7 +107,8 @@ def resolve_jars() -> None:
     """Start and stop a local session once, so Spark downloads the jars into its Ivy cache."""
     from lakeforge.config import load_environment
 
-    build_spark(load_environment("local"), "lakeforge-resolve-jars").stop()
+    env = load_environment("local")
+    build_session(env, "lakeforge-resolve-jars", env.spark.master or "local[*]").stop()
 
 
 if __name__ == "__main__":

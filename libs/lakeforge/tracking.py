@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame
 
 from lakeforge.config import Settings
 from lakeforge.errors import ModelNotFound
+from lakeforge.platform import Platform
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -57,8 +58,7 @@ def configure(settings: Settings) -> str:
 
 
 def experiment_name(settings: Settings) -> str:
-    name = settings.use_case.training.experiment
-    return f"/Shared/lakeforge/{name}" if settings.env.tracking.tracking_uri == "databricks" else name
+    return Platform(settings.env).experiment_name(settings.use_case.training.experiment)
 
 
 def registered_model_name(settings: Settings) -> str:
