@@ -29,6 +29,7 @@ from lakeforge import (
     tracking,
     training_data,
 )
+from lakeforge import status as lakeforge_status
 from lakeforge.config import FeatureDrift, RetrainingPolicy, Settings
 from lakeforge.errors import LakeforgeError, MissingPredictions, RetrainingFailed
 
@@ -385,6 +386,33 @@ def test_drift_without_new_labels_alerts_and_trains_nothing(spark, monitored):
     recorded = json.loads(monitoring.decision_path(settings).read_text())
     assert (recorded["retrain"], recorded["action"], recorded["held_back"]) == (False, "alert", row.held_back)
     assert _versions(result.model_name) == before
+
+
+def test_status_says_where_the_use_case_stands(spark, monitored):
+    settings, result = monitored
+    status = lakeforge_status.collect(spark, settings)
+    by_name = {table.name: table for table in status.tables}
+    predictions = settings.table("gold", settings.use_case.scoring.table)
+    assert by_name[predictions.plain].version == spark.sql(f"DESCRIBE HISTORY {predictions} LIMIT 1").first().version
+    assert by_name[predictions.plain].operation in ("MERGE", "WRITE", "CREATE TABLE AS SELECT", "DELETE")
+    decisions = settings.table("ops", settings.use_case.monitoring.decisions_table).plain
+    assert decisions in by_name and all(t.version is not None for t in status.tables if t.name.startswith("gold_"))
+    assert {f.name for f in status.features} == set(settings.use_case.features.tables)
+    champion = tracking.version_by_alias(tracking.registered_model_name(settings), tracking.CHAMPION)
+    assert [(m.alias, m.version, m.run_id) for m in status.models][0] == (
+        "champion",
+        str(champion.version),
+        champion.run_id,
+    )
+    assert status.models[0].window["test_from"] == "2026-02-05" and 0.5 < status.models[0].auc_roc <= 1
+    assert status.last_scoring_date == result.scoring_date == LABELLED_DATES[-1]
+    decision = status.last_decision
+    assert (decision["scoring_date"], decision["action"]) == (result.scoring_date, result.decision.action)
+    screen = "\n".join(lakeforge_status.render(status))
+    assert f"last scoring date: {result.scoring_date}" in screen
+    assert f"champion   version {champion.version}  test AUC-ROC {status.models[0].auc_roc:.4f}" in screen
+    assert f"last decision: {result.scoring_date} version {result.model_version}: {result.decision.action}" in screen
+    assert "mlflow ui --backend-store-uri sqlite:" in screen and "Evidently reports:" in screen
 
 
 def test_rerun_that_fires_locally_trains_a_new_version_and_replaces_the_dates_rows(spark, monitored):

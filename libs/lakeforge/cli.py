@@ -104,6 +104,15 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
     print(f"timeline: {timeline.table}, {timeline.csv}, {timeline.plot}")
 
 
+def _cmd_status(args: argparse.Namespace) -> None:
+    from lakeforge import status
+    from lakeforge.platform import Platform
+
+    settings = load_settings(args.use_case, args.env, overrides=args.set, check_expectations=False)
+    spark = Platform(settings.env).session("lakeforge-status")
+    print("\n".join(status.render(status.collect(spark, settings))))
+
+
 def _cmd_use_cases(args: argparse.Namespace) -> None:
     folder = conf_dir()
     rows = [(name, load_use_case(name, check_expectations=False).description) for name in available("usecases")]
@@ -282,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help="one Spark SQL statement, e.g. 'SHOW TABLES IN gold'")
     sql.add_argument("--limit", type=_positive, default=50, help="most rows printed (default: 50)")
     sql.set_defaults(handler=_cmd_sql)
+
+    status = command(
+        "status",
+        "where a use case stands: tables and their Delta versions, feature freshness, models, the last decision",
+        use_case,
+        overrides,
+    )
+    status.set_defaults(handler=_cmd_status)
 
     use_cases = command("use-cases", "list the use cases and environments in conf/")
     use_cases.set_defaults(handler=_cmd_use_cases)
