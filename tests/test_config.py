@@ -201,6 +201,24 @@ def test_config_errors_name_file_key_and_expectation(tmp_path, mutate, key, mess
     assert message in error.value.expected
 
 
+def _three_mistakes(data):
+    data["sources"]["orders"]["columns"]["amount"] = "money"
+    data["training"]["max_evals"] = "many"
+    data["monitoring"]["drift_table"] = "drift metrics"
+
+
+def test_every_mistake_of_a_file_is_named_in_one_run(tmp_path):
+    directory = _write_use_case(tmp_path, _three_mistakes)
+    with pytest.raises(ConfigError) as error:
+        load_use_case("churn", directory)
+    keys = [error.value.key, *(key for key, _ in error.value.more)]
+    assert keys == ["sources.orders.columns", "training.max_evals", "monitoring.drift_table"]
+    message = str(error.value)
+    assert message.startswith(f"{directory / 'usecases' / 'churn.yml'} (3 mistakes): key 'sources.orders.columns'")
+    assert "key 'training.max_evals': Input should be a valid integer" in message
+    assert "key 'monitoring.drift_table': Value error, 'drift metrics' is not a valid identifier" in message
+
+
 def test_steps_that_never_validate_load_without_building_expectations(tmp_path):
     directory = _write_use_case(tmp_path, _unknown_expectation)
     use_case = load_use_case("churn", directory, check_expectations=False)

@@ -16,10 +16,19 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from lakeforge.errors import ConfigError
 from lakeforge.table_ref import TableRef
@@ -50,6 +59,10 @@ def check_identifier(name: str) -> str:
     if not isinstance(name, str) or not IDENTIFIER_PATTERN.match(name):
         raise ValueError(f"'{name}' is not a valid identifier (letters, digits, underscore; not starting with a digit)")
     return name
+
+
+# A name Spark SQL takes unquoted: a table, column, schema or catalog name in config.
+Identifier = Annotated[str, AfterValidator(check_identifier)]
 
 
 def check_key_columns(columns: list[str]) -> list[str]:
@@ -83,13 +96,8 @@ class Expectation(_Strict):
 
     type: str
     action: Literal["warn", "quarantine", "fail"]
-    column: str | None = None
+    column: Identifier | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("column")
-    @classmethod
-    def _column_is_identifier(cls, value: str | None) -> str | None:
-        return None if value is None else check_identifier(value)
 
     @model_validator(mode="after")
     def _known_to_great_expectations(self, info: ValidationInfo) -> Expectation:
@@ -180,15 +188,10 @@ def _check_transform_accepts(reference: str, inputs: list[str], params: dict[str
 class TextPipeline(_Strict):
     """A text column turned into TF-IDF vectors by a pipeline fitted once in the features job."""
 
-    column: str
+    column: Identifier
     num_features: int = Field(default=4096, ge=16, le=1 << 20)
     min_doc_freq: int = Field(default=2, ge=0)
     ngrams: int = Field(default=2, ge=1, le=3)
-
-    @field_validator("column")
-    @classmethod
-    def _column_is_identifier(cls, value: str) -> str:
-        return check_identifier(value)
 
 
 class FeatureTable(_Strict):
@@ -200,7 +203,7 @@ class FeatureTable(_Strict):
     """
 
     entity: list[str]
-    timestamp: str
+    timestamp: Identifier
     sources: list[str]
     transform: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -213,11 +216,6 @@ class FeatureTable(_Strict):
     @classmethod
     def _entity_are_identifiers(cls, value: list[str]) -> list[str]:
         return check_key_columns(value)
-
-    @field_validator("timestamp")
-    @classmethod
-    def _timestamp_is_identifier(cls, value: str) -> str:
-        return check_identifier(value)
 
     @field_validator("sources")
     @classmethod
@@ -250,18 +248,13 @@ class FeatureTable(_Strict):
 class Labels(_Strict):
     """How the label table (entity, label time, label) is computed from source tables."""
 
-    table: str
+    table: Identifier
     entity: list[str]
-    timestamp: str
-    label: str
+    timestamp: Identifier
+    label: Identifier
     sources: list[str]
     transform: str
     params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("table", "timestamp", "label")
-    @classmethod
-    def _names_are_identifiers(cls, value: str) -> str:
-        return check_identifier(value)
 
     @field_validator("entity")
     @classmethod
@@ -410,8 +403,8 @@ class Training(_Strict):
     engine's own parameter names (Spark ML `regParam`, scikit-learn `C`).
     """
 
-    model_name: str
-    experiment: str
+    model_name: Identifier
+    experiment: Identifier
     engine: Literal["spark_ml", "single_node"] = "spark_ml"
     single_node: SingleNode = SingleNode()
     family: Literal["logistic_regression", "random_forest", "gbt"]
@@ -421,46 +414,26 @@ class Training(_Strict):
     early_stop_rounds: int = Field(default=5, ge=1)
     seed: int = 42
     split: TimeSplit
-    numeric_features: list[str]
-    categorical_features: list[str] = Field(default_factory=list)
+    numeric_features: list[Identifier]
+    categorical_features: list[Identifier] = Field(default_factory=list)
     text_feature_table: str | None = None
     decision_threshold: float = Field(default=0.5, gt=0, lt=1)
     gate: Gate = Gate()
-
-    @field_validator("model_name", "experiment")
-    @classmethod
-    def _names_are_identifiers(cls, value: str) -> str:
-        return check_identifier(value)
-
-    @field_validator("numeric_features", "categorical_features")
-    @classmethod
-    def _columns_are_identifiers(cls, value: list[str]) -> list[str]:
-        return [check_identifier(v) for v in value]
 
 
 class Scoring(_Strict):
     """Where batch predictions go and the analyst view joining them to the entity table."""
 
-    table: str
-    view: str
+    table: Identifier
+    view: Identifier
     entity_table: str
-    entity_columns: list[str] = Field(default_factory=list)
-
-    @field_validator("table", "view")
-    @classmethod
-    def _names_are_identifiers(cls, value: str) -> str:
-        return check_identifier(value)
+    entity_columns: list[Identifier] = Field(default_factory=list)
 
     @field_validator("entity_table")
     @classmethod
     def _entity_table_is_reference(cls, value: str) -> str:
         check_table_reference(value)
         return value
-
-    @field_validator("entity_columns")
-    @classmethod
-    def _columns_are_identifiers(cls, value: list[str]) -> list[str]:
-        return [check_identifier(v) for v in value]
 
 
 class RetrainingPolicy(_Strict):
@@ -500,10 +473,10 @@ class Monitoring(_Strict):
     p-values (ks, chisquare), as Evidently reads them.
     """
 
-    drift_table: str = "drift_metrics"
-    quality_table: str = "model_quality"
-    decisions_table: str = "retraining_decisions"
-    reference_table: str = "monitoring_reference"
+    drift_table: Identifier = "drift_metrics"
+    quality_table: Identifier = "model_quality"
+    decisions_table: Identifier = "retraining_decisions"
+    reference_table: Identifier = "monitoring_reference"
     numeric_tests: list[Literal["psi", "ks", "jensenshannon"]] = Field(default=["psi", "ks"], min_length=1)
     categorical_tests: list[Literal["jensenshannon", "chisquare", "psi"]] = Field(
         default=["jensenshannon", "chisquare"], min_length=1
@@ -514,11 +487,6 @@ class Monitoring(_Strict):
     report_sample_rows: int = Field(default=5000, ge=100)
     retraining: RetrainingPolicy = RetrainingPolicy()
     features: dict[str, FeatureDrift] = Field(default_factory=dict)
-
-    @field_validator("drift_table", "quality_table", "decisions_table", "reference_table")
-    @classmethod
-    def _names_are_identifiers(cls, value: str) -> str:
-        return check_identifier(value)
 
     @model_validator(mode="after")
     def _every_test_has_a_threshold(self) -> Monitoring:
@@ -538,7 +506,7 @@ class Monitoring(_Strict):
 class UseCase(_Strict):
     """A data set: its feeds, how to generate demo data, its gold tables, features, training and scoring."""
 
-    name: str
+    name: Identifier
     description: str = ""
     generator: str
     sources: dict[str, Source]
@@ -547,11 +515,6 @@ class UseCase(_Strict):
     training: Training | None = None
     scoring: Scoring | None = None
     monitoring: Monitoring | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_identifier(cls, value: str) -> str:
-        return check_identifier(value)
 
     @field_validator("generator")
     @classmethod
@@ -635,16 +598,11 @@ class SparkSettings(_Strict):
 
 
 class Schemas(_Strict):
-    bronze: str = "bronze"
-    silver: str = "silver"
-    gold: str = "gold"
-    features: str = "features"
-    ops: str = "ops"
-
-    @field_validator("bronze", "silver", "gold", "features", "ops")
-    @classmethod
-    def _schema_is_identifier(cls, value: str) -> str:
-        return check_identifier(value)
+    bronze: Identifier = "bronze"
+    silver: Identifier = "silver"
+    gold: Identifier = "gold"
+    features: Identifier = "features"
+    ops: Identifier = "ops"
 
 
 class Paths(_Strict):
@@ -681,16 +639,11 @@ class Environment(_Strict):
 
     name: str
     spark: SparkSettings
-    catalog: str | None = None
+    catalog: Identifier | None = None
     schemas: Schemas = Schemas()
     paths: Paths = Paths()
     tracking: Tracking = Tracking()
     retraining: Retraining = Retraining()
-
-    @field_validator("catalog")
-    @classmethod
-    def _catalog_is_identifier(cls, value: str | None) -> str | None:
-        return None if value is None else check_identifier(value)
 
     def path(self, name: str) -> str:
         """An absolute path for one of `paths`, resolved under LAKEFORGE_HOME when relative."""
@@ -731,9 +684,9 @@ def _parse(model: type[BaseModel], data: dict[str, Any], path: Path, context: di
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "<root>"
-        raise ConfigError(str(path), key, error["msg"]) from exc
+        mistakes = [(".".join(str(part) for part in error["loc"]) or "<root>", error["msg"]) for error in exc.errors()]
+        (key, expected), *more = mistakes
+        raise ConfigError(str(path), key, expected, more) from exc
 
 
 SPARK_CONF_KEY = "spark.conf."

@@ -10,11 +10,15 @@ class LakeforgeError(Exception):
 class ConfigError(LakeforgeError):
     """A config file is missing, malformed, or has a wrong or missing key."""
 
-    def __init__(self, file: str, key: str, expected: str) -> None:
+    def __init__(self, file: str, key: str, expected: str, more: list[tuple[str, str]] | None = None) -> None:
         self.file = file
         self.key = key
         self.expected = expected
-        super().__init__(f"{file}: key '{key}': {expected}")
+        # Every other mistake of the same file, (key, expected), so one run names them all.
+        self.more = more or []
+        others = "".join(f"; key '{other}': {what}" for other, what in self.more)
+        count = f" ({1 + len(self.more)} mistakes)" if self.more else ""
+        super().__init__(f"{file}{count}: key '{key}': {expected}{others}")
 
 
 class JavaMissingError(LakeforgeError):
