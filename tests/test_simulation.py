@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import CHURN_ROWS, make_environment, with_training
-from lakeforge import simulation, tracking, training
+from lakeforge import simulation, tracking, training, training_data
 from lakeforge.config import Settings, TimeSplit, load_use_case
 from lakeforge.datagen import BatchSpec, check_scenario
 from lakeforge.errors import LakeforgeError
@@ -63,7 +63,7 @@ def _versions(settings: Settings) -> dict[str, mlflow.entities.model_registry.Mo
 
 def _label_dates(spark, settings: Settings, run_id: str) -> list[list[dt.date]]:
     """The label cutoffs of a run's train, validation and test windows, rebuilt from what it logged."""
-    data = training.prepare(spark, settings, training.logged_training(run_id))
+    data = training.prepare(spark, settings, training_data.logged_training(run_id))
     return [
         sorted({r[0] for r in part.select(F.to_date("label_ts")).distinct().collect()})
         for part in (data.train, data.validation, data.test)

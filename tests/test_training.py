@@ -13,7 +13,7 @@ from pyspark.ml.linalg import SparseVector, VectorUDT
 from pyspark.sql import functions as F
 
 from conftest import FEW_ITERATIONS
-from lakeforge import gate, modeling, tracking, training
+from lakeforge import gate, modeling, tracking, training, training_data
 from lakeforge.config import SearchDimension, Settings, TimeSplit
 from lakeforge.errors import ModelRejected, TrainingDataError
 
@@ -229,10 +229,10 @@ def test_a_relative_split_is_resolved_logged_and_reproduced(spark, tiny, tmp_pat
     }
     assert {k: run.data.params[k] for k in expected} == expected
     assert run.data.tags["lakeforge.labels_until"] == str(newest)
-    logged = training.logged_training(result.run_id).split
+    logged = training_data.logged_training(result.run_id).split
     assert not logged.relative and str(logged.test_from) == expected["test_from"]
     # Only the newest cutoff tests, the one before validates, everything earlier trains.
-    data = training.prepare(spark, relative, training.logged_training(result.run_id))
+    data = training.prepare(spark, relative, training_data.logged_training(result.run_id))
     windows = [
         sorted({r[0] for r in part.select(F.to_date("label_ts")).collect()})
         for part in (data.train, data.validation, data.test)
