@@ -41,7 +41,9 @@ def test_table_names_follow_the_catalog():
 def test_a_table_reference_has_its_three_forms_and_reads_each_back():
     import pickle
 
-    local, unity = load_settings("churn", "local").table("gold", "daily_revenue"), TableRef("gold", "t", "lakeforge")
+    settings = load_settings("churn", "local")
+    local, unity = settings.table_ref("gold", "daily_revenue"), TableRef("gold", "t", "lakeforge")
+    assert type(settings.table("gold", "daily_revenue")) is str and settings.table("gold", "daily_revenue") == local
     assert (local.sql, local.plain, local.three_part) == (
         "`gold`.`daily_revenue`",
         "gold.daily_revenue",

@@ -392,10 +392,10 @@ def test_status_says_where_the_use_case_stands(spark, monitored):
     settings, result = monitored
     status = lakeforge_status.collect(spark, settings)
     by_name = {table.name: table for table in status.tables}
-    predictions = settings.table("gold", settings.use_case.scoring.table)
+    predictions = settings.table_ref("gold", settings.use_case.scoring.table)
     assert by_name[predictions.plain].version == spark.sql(f"DESCRIBE HISTORY {predictions} LIMIT 1").first().version
     assert by_name[predictions.plain].operation in ("MERGE", "WRITE", "CREATE TABLE AS SELECT", "DELETE")
-    decisions = settings.table("ops", settings.use_case.monitoring.decisions_table).plain
+    decisions = settings.table_ref("ops", settings.use_case.monitoring.decisions_table).plain
     assert decisions in by_name and all(t.version is not None for t in status.tables if t.name.startswith("gold_"))
     assert {f.name for f in status.features} == set(settings.use_case.features.tables)
     champion = tracking.version_by_alias(tracking.registered_model_name(settings), tracking.CHAMPION)

@@ -659,9 +659,13 @@ class Settings(_Strict):
     use_case: UseCase
     env: Environment
 
-    def table(self, layer: str, name: str) -> TableRef:
-        """A table of a layer: `catalog.schema.table` on Unity Catalog, else `schema.table` (see `TableRef`)."""
+    def table_ref(self, layer: str, name: str) -> TableRef:
+        """A table of a layer as its parts: `catalog.schema.table` on Unity Catalog, else `schema.table`."""
         return TableRef(getattr(self.env.schemas, layer), check_identifier(name), self.env.catalog)
+
+    def table(self, layer: str, name: str) -> str:
+        """The quoted SQL name of a table of a layer, as a plain `str` (Delta's builders accept no subclass)."""
+        return self.table_ref(layer, name).sql
 
     def schema(self, layer: str) -> str:
         schema = getattr(self.env.schemas, layer)

@@ -61,9 +61,9 @@ def table_states(spark: SparkSession, settings: Settings) -> list[TableState]:
         for table in sorted(spark.sql(f"SHOW TABLES IN {schema}").collect(), key=lambda row: row.tableName):
             if table.isTemporary:
                 continue
-            name = settings.table(layer, table.tableName)
+            name = settings.table_ref(layer, table.tableName)
             try:
-                last = spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first()
+                last = spark.sql(f"DESCRIBE HISTORY {name.sql} LIMIT 1").first()
             except Exception:  # a view, or a table that is not Delta: listed without a version
                 states.append(TableState(name.plain, None, None, None))
                 continue

@@ -34,6 +34,7 @@ class TableRef(str):
 
     @property
     def sql(self) -> str:
+        """The quoted form as an exact `str`: Delta's table builders refuse a subclass."""
         return str.__str__(self)
 
     @property
