@@ -396,7 +396,9 @@ def test_status_says_where_the_use_case_stands(spark, monitored):
     assert by_name[predictions.plain].version == spark.sql(f"DESCRIBE HISTORY {predictions} LIMIT 1").first().version
     assert by_name[predictions.plain].operation in ("MERGE", "WRITE", "CREATE TABLE AS SELECT", "DELETE")
     decisions = settings.table_ref("ops", settings.use_case.monitoring.decisions_table).plain
-    assert decisions in by_name and all(t.version is not None for t in status.tables if t.name.startswith("gold_"))
+    view = settings.table_ref("gold", settings.use_case.scoring.view).plain
+    assert decisions in by_name and by_name[view].version is None, "a view is listed, without Delta history"
+    assert all(t.version is not None for t in status.tables if t.name.startswith("gold_") and t.name != view)
     assert {f.name for f in status.features} == set(settings.use_case.features.tables)
     champion = tracking.version_by_alias(tracking.registered_model_name(settings), tracking.CHAMPION)
     assert [(m.alias, m.version, m.run_id) for m in status.models][0] == (
