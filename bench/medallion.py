@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from lakeforge import bronze, feature_store, gold, silver, tables
 from lakeforge.config import Schemas, Settings, load_environment, load_use_case
 from lakeforge.datagen import BatchSpec, generate_batch
-from lakeforge.platform import Platform
+from lakeforge.platforms import Platform
 
 
 def plain_copy(spark, settings: Settings, schema: str = "copy", concurrent: bool = False) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from lakeforge import bronze, feature_store, gold, silver
 from lakeforge.config import Settings, load_environment, load_use_case
 from lakeforge.datagen import BatchSpec, generate_batch
-from lakeforge.platform import Platform
+from lakeforge.platforms import Platform
 
 
 @contextmanager

@@ -73,7 +73,7 @@ from pyspark import SparkConf
 from pyspark.java_gateway import launch_gateway
 
 from lakeforge.config import load_environment
-from lakeforge.platform import Platform
+from lakeforge.platforms import Platform
 from lakeforge.session import spark_conf, write_spark_defaults
 
 env, folder = load_environment(sys.argv[1]), Path(sys.argv[2])

@@ -81,7 +81,7 @@ def make_environment(root: Path, suffix: str) -> Environment:
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from lakeforge.platform import Platform
+    from lakeforge.platforms import Platform
 
     root = tmp_path_factory.mktemp("spark")
     os.environ["LAKEFORGE_HOME"] = str(root)

@@ -70,14 +70,14 @@ def test_the_gate_is_its_own_stage_and_data_expectations_keep_the_word_validate(
 
 def test_only_the_platform_asks_where_it_runs():
     """The platform kind (`spark.mode`), the Databricks runtime variable and the workspace tracking URI are
-    read in `platform` alone; config only declares them."""
+    read in `platforms` alone; config only declares them."""
     asking = {
         path.stem
         for path in PACKAGE.glob("*.py")
         for text in [path.read_text()]
         if any(sign in text for sign in (".spark.mode", "DATABRICKS_RUNTIME_VERSION", 'tracking_uri == "databricks"'))
     }
-    assert asking == {"platform"}
+    assert asking == {"platforms"}
 
 
 def test_the_import_graph_has_no_loop():
@@ -90,3 +90,11 @@ def test_the_import_graph_has_no_loop():
         return False
 
     assert [module for module in graph if reaches(module, module, {module})] == []
+
+
+def test_no_module_shadows_the_standard_library():
+    """`python libs/lakeforge/cli.py` (how spark-submit runs a job on a cluster) puts the package folder on
+    sys.path: a module named like a standard one (`platform`) would replace it for every library."""
+    import sys
+
+    assert {path.stem for path in PACKAGE.glob("*.py")} & set(sys.stdlib_module_names) == set()

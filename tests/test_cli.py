@@ -64,14 +64,14 @@ def test_setup_script_checks_java_first(tmp_path):
 
 def test_generate_data_writes_the_batches_asked_for(spark, tmp_path, monkeypatch):
     """`generate-data --batch 1 --batches 2`: new days 1 and 2 of every source, history (batch 0) untouched."""
-    import lakeforge.platform
+    import lakeforge.platforms
     from lakeforge.cli import log, main
     from lakeforge.config import load_use_case
 
     for attribute in ("handlers", "level", "propagate"):  # main() sets up the lakeforge logger for a process
         monkeypatch.setattr(log, attribute, copy.copy(getattr(log, attribute)))
     monkeypatch.setenv("LAKEFORGE_HOME", str(tmp_path))
-    monkeypatch.setattr(lakeforge.platform.Platform, "session", lambda self, app_name: spark)  # the session's Spark
+    monkeypatch.setattr(lakeforge.platforms.Platform, "session", lambda self, app_name: spark)  # the session's Spark
     args = ["generate-data", "--use-case", "churn", "--rows", "40", "--seed", "3", "--batch", "1", "--batches", "2"]
     assert main(args) == 0
     landing = tmp_path / "landing" / "churn"

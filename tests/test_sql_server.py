@@ -37,7 +37,7 @@ WRITER = """
 import json, sys, time
 from pathlib import Path
 from lakeforge.config import load_environment
-from lakeforge.platform import Platform
+from lakeforge.platforms import Platform
 
 rows_per_batch, min_seconds, stop = int(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
 spark = Platform(load_environment("shared")).session("lakeforge-test-writer")

@@ -34,7 +34,7 @@ def exit_code(error: LakeforgeError) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> None:
     from lakeforge.datagen import BatchSpec, check_scenario, generate_batch
-    from lakeforge.platform import Platform
+    from lakeforge.platforms import Platform
 
     use_case = load_use_case(args.use_case, check_expectations=False)
     env = load_environment(args.env)
@@ -48,7 +48,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from lakeforge.platform import Platform
+    from lakeforge.platforms import Platform
     from lakeforge.session import write_spark_defaults
 
     validates = bool({"silver", "all"} & set(args.steps))
@@ -66,7 +66,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from lakeforge import simulation
     from lakeforge.datagen import check_scenario, scenarios
-    from lakeforge.platform import Platform
+    from lakeforge.platforms import Platform
 
     settings = load_settings(args.use_case, args.env, overrides=args.set)
     scenario = args.scenario
@@ -106,7 +106,7 @@ def _cmd_simulate(args: argparse.Namespace) -> None:
 
 def _cmd_status(args: argparse.Namespace) -> None:
     from lakeforge import status
-    from lakeforge.platform import Platform
+    from lakeforge.platforms import Platform
 
     settings = load_settings(args.use_case, args.env, overrides=args.set, check_expectations=False)
     spark = Platform(settings.env).session("lakeforge-status")
@@ -121,7 +121,7 @@ def _cmd_use_cases(args: argparse.Namespace) -> None:
 
 
 def _cmd_sql(args: argparse.Namespace) -> None:
-    from lakeforge.platform import Platform
+    from lakeforge.platforms import Platform
 
     spark = Platform(load_environment(args.env)).session("lakeforge-sql")
     spark.sql(args.query).show(args.limit, truncate=False)
@@ -129,7 +129,7 @@ def _cmd_sql(args: argparse.Namespace) -> None:
 
 def _cmd_features(args: argparse.Namespace) -> None:
     from lakeforge import feature_store
-    from lakeforge.platform import Platform
+    from lakeforge.platforms import Platform
 
     if args.action == "describe" and not args.name:
         args.usage_error("features describe needs the name of a feature table (`features list` names them)")
@@ -157,7 +157,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
 
 def _cmd_reproduce(args: argparse.Namespace) -> None:
     from lakeforge import training
-    from lakeforge.platform import Platform
+    from lakeforge.platforms import Platform
 
     settings = load_settings(args.use_case, args.env, check_expectations=False)
     spark = Platform(settings.env).session("lakeforge-reproduce")

@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from lakeforge import drift, feature_store, modeling, quality, reference, tables, tracking, training_data
 from lakeforge.config import FeatureDrift, Monitoring, RetrainingPolicy, Settings, Training
 from lakeforge.errors import LakeforgeError, MissingPredictions
-from lakeforge.platform import Platform
+from lakeforge.platforms import Platform
 
 log = logging.getLogger(__name__)
 

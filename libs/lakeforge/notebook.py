@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from lakeforge import platform
+from lakeforge import platforms
 from lakeforge.config import Settings, load_settings
 from lakeforge.logs import configure_logging
 
@@ -24,7 +24,7 @@ ENV_PREFIX = "LAKEFORGE_PARAM_"
 
 def parameters(**defaults: str) -> dict[str, str]:
     """Each parameter's value: a Databricks widget, else LAKEFORGE_PARAM_<NAME>, else the default."""
-    dbutils = platform.dbutils()
+    dbutils = platforms.dbutils()
     values = {}
     for name, default in defaults.items():
         if dbutils is not None:
@@ -48,8 +48,8 @@ def open_notebook(use_case: str = "churn", env: str | None = None, **defaults: s
     `env` defaults to `databricks` on a Databricks runtime and `local` elsewhere.
     """
     configure_logging()
-    env = env or platform.default_environment()
+    env = env or platforms.default_environment()
     params = parameters(use_case=use_case, env=env, **defaults)
     settings = load_settings(params["use_case"], params["env"])
-    spark = platform.Platform(settings.env).session(f"lakeforge-notebook-{params['use_case']}")
+    spark = platforms.Platform(settings.env).session(f"lakeforge-notebook-{params['use_case']}")
     return Notebook(params, settings, spark)

@@ -1,4 +1,4 @@
-"""How a local or cluster SparkSession is configured and built (`platform.Platform.session` decides
+"""How a local or cluster SparkSession is configured and built (`platforms.Platform.session` decides
 which platform needs one: on Databricks the runtime hands over its own, never configured here).
 
 Delta extension and catalog, warehouse and Derby metastore under LAKEFORGE_HOME; the master only

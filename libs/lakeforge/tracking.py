@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame
 
 from lakeforge.config import Settings
 from lakeforge.errors import ModelNotFound
-from lakeforge.platform import Platform
+from lakeforge.platforms import Platform
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
