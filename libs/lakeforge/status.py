@@ -90,14 +90,17 @@ def model_states(settings: Settings) -> list[ModelState]:
     return states
 
 
+def _rows_if_written(spark: SparkSession, table: str):
+    """The table's rows, or None while no step has written it."""
+    return tables.read_table(spark, table) if tables.table_exists(spark, table) else None
+
+
 def last_scoring_date(spark: SparkSession, settings: Settings) -> dt.date | None:
     scoring = settings.use_case.scoring
     if scoring is None:
         return None
-    table = settings.table("gold", scoring.table)
-    if not tables.table_exists(spark, table):
-        return None
-    return tables.read_table(spark, table).agg(F.max("scoring_date")).first()[0]
+    rows = _rows_if_written(spark, settings.table("gold", scoring.table))
+    return None if rows is None else rows.agg(F.max("scoring_date")).first()[0]
 
 
 def last_decision(spark: SparkSession, settings: Settings) -> dict[str, object] | None:
@@ -105,10 +108,8 @@ def last_decision(spark: SparkSession, settings: Settings) -> dict[str, object] 
     monitoring = settings.use_case.monitoring
     if monitoring is None:
         return None
-    table = settings.table("ops", monitoring.decisions_table)
-    if not tables.table_exists(spark, table):
-        return None
-    row = tables.read_table(spark, table).orderBy(F.col("scoring_date").desc(), F.col("decided_at").desc()).first()
+    rows = _rows_if_written(spark, settings.table("ops", monitoring.decisions_table))
+    row = None if rows is None else rows.orderBy(F.col("scoring_date").desc(), F.col("decided_at").desc()).first()
     if row is None:
         return None
     keys = ("scoring_date", "model_version", "action", "drifted_share", "prediction_psi", "reasons", "held_back")
