@@ -223,7 +223,7 @@ def pipeline_run(spark, tmp_path_factory):
     }
     # What `lakeforge generate-data --rows 3000 --seed 5` writes, in this worker's Spark: a driver of its own
     # would cost a cold JVM.
-    churn = load_use_case("churn", check_expectations=False)
+    churn = load_use_case("churn")
     generate_batch(spark, churn, str(home / "landing"), BatchSpec(3000, 5, 0))
     _run([str(AIRFLOW), "db", "migrate"], env, log)
     _run([str(AIRFLOW), "dags", "test", DAG_ID, "2026-03-01"], env, log)

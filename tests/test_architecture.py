@@ -25,9 +25,26 @@ def _runtime_nodes(node: ast.AST):
         yield from _runtime_nodes(child)
 
 
+def modules() -> set[str]:
+    """The package's modules and subpackages (a subpackage such as `config` counts as one module)."""
+    files = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__"}
+    return files | {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+
+
+def _sources(module: str) -> list[Path]:
+    package = PACKAGE / module
+    return sorted(package.glob("*.py")) if package.is_dir() else [PACKAGE / f"{module}.py"]
+
+
 def lakeforge_imports(module: str) -> set[str]:
-    """The lakeforge modules `module` imports at run time, at the top or inside functions."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    """The other lakeforge modules `module` imports at run time, at the top or inside functions."""
+    found = set()
+    for source in _sources(module):
+        found |= _imports(ast.parse(source.read_text()))
+    return found - {module}
+
+
+def _imports(tree: ast.AST) -> set[str]:
     found = set()
     for node in _runtime_nodes(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lakeforge"):
@@ -47,19 +64,20 @@ def test_no_model_stage_imports_a_later_stage_or_the_layer_above(stage):
 
 
 def test_only_the_cli_and_the_simulation_import_the_pipeline_layer():
-    importers = {path.stem for path in PACKAGE.glob("*.py") if "pipeline" in lakeforge_imports(path.stem)}
+    importers = {module for module in modules() if "pipeline" in lakeforge_imports(module)}
     assert importers == {"cli", "simulation"}
 
 
 def test_the_check_sees_imports_inside_functions():
-    assert {"training", "databricks_jobs", "monitoring"} <= lakeforge_imports("pipeline")
+    assert {"training", "gate", "monitoring"} <= lakeforge_imports("pipeline")
+    assert "databricks_jobs" in lakeforge_imports("platforms")
 
 
 def test_no_module_outside_the_stages_imports_a_stage():
     """So no stage reaches a later one through a helper (reference scores rows with `modeling`, not `scoring`)."""
-    modules = {path.stem for path in PACKAGE.glob("*.py")} - set(MODEL_STAGES) - ABOVE_THE_STAGES - {"__init__"}
-    assert modules >= SHARED_BY_STAGES | {"modeling", "tables", "tracking"}
-    reaching = {module: lakeforge_imports(module) & set(MODEL_STAGES) for module in modules}
+    helpers = modules() - set(MODEL_STAGES) - ABOVE_THE_STAGES
+    assert helpers >= SHARED_BY_STAGES | {"modeling", "tables", "tracking", "config"}
+    reaching = {module: lakeforge_imports(module) & set(MODEL_STAGES) for module in helpers}
     assert {module: stages for module, stages in reaching.items() if stages} == {}
 
 
@@ -69,19 +87,20 @@ def test_the_gate_is_its_own_stage_and_data_expectations_keep_the_word_validate(
 
 
 def test_only_the_platform_asks_where_it_runs():
-    """The platform kind (`spark.mode`), the Databricks runtime variable and the workspace tracking URI are
-    read in `platforms` alone; config only declares them."""
+    """The platform kind (`spark.mode`), the Databricks runtime variable, the workspace tracking URI and the
+    retraining trigger are read in `platforms` alone; config only declares them."""
+    signs = (".spark.mode", "DATABRICKS_RUNTIME_VERSION", 'tracking_uri == "databricks"', "retraining.trigger ==")
     asking = {
-        path.stem
-        for path in PACKAGE.glob("*.py")
-        for text in [path.read_text()]
-        if any(sign in text for sign in (".spark.mode", "DATABRICKS_RUNTIME_VERSION", 'tracking_uri == "databricks"'))
+        module
+        for module in modules()
+        for text in ["".join(source.read_text() for source in _sources(module))]
+        if any(sign in text for sign in signs)
     }
     assert asking == {"platforms"}
 
 
 def test_the_import_graph_has_no_loop():
-    graph = {path.stem: lakeforge_imports(path.stem) - {"__version__"} for path in PACKAGE.glob("*.py")}
+    graph = {module: lakeforge_imports(module) - {"__version__"} for module in modules()}
 
     def reaches(start: str, target: str, seen: set[str]) -> bool:
         for module in graph.get(start, set()):
@@ -97,4 +116,10 @@ def test_no_module_shadows_the_standard_library():
     sys.path: a module named like a standard one (`platform`) would replace it for every library."""
     import sys
 
-    assert {path.stem for path in PACKAGE.glob("*.py")} & set(sys.stdlib_module_names) == set()
+    assert modules() & set(sys.stdlib_module_names) == set()
+
+
+def test_config_is_a_package_that_imports_only_shared_helpers():
+    """Use-case schema, environment schema and loading, each its own module; no stage, no validation."""
+    assert {path.stem for path in _sources("config")} >= {"fields", "use_case", "environment", "settings", "loading"}
+    assert lakeforge_imports("config") == {"errors", "table_ref"}

@@ -177,7 +177,7 @@ def _policy_bad_on_drift(data):
         (_drift_rule_typo, "monitoring.features.orders_90d.decide", "Extra inputs are not permitted"),
         (_policy_bad_on_drift, "monitoring.retraining.on_drift", "'retrain' or 'alert'"),
         (_feature_source_missing, "<root>", "'customer_profile' reads gold.customers, but no gold table 'customers'"),
-        (_feature_source_bad_layer, "features.tables.customer_activity.sources", "must look like 'layer.table'"),
+        (_feature_source_bad_layer, "features.tables.customer_activity.sources.0", "must look like 'layer.table'"),
         (_feature_transform_missing, "features.tables.ticket_text", "no function 'no_text_here'"),
         (_feature_param_unknown, "features.tables.customer_activity", "cannot be called with inputs"),
         (_feature_time_column_unknown_source, "features.tables.customer_activity", "time_columns names 'payments'"),
@@ -186,8 +186,7 @@ def _policy_bad_on_drift(data):
         (_drop_event_time, "sources.orders.event_time", "Field required"),
         (_bad_type, "sources.orders.columns", "has type 'money'"),
         (_reserved_column, "sources.orders.columns", "'_source_file' starts with '_'"),
-        (_injection, "sources", "not a valid identifier"),
-        (_unknown_expectation, "sources.orders.expectations.0", "not a Great Expectations expectation"),
+        (_injection, "sources.orders; DROP TABLE x", "not a valid identifier"),
         (_bad_action, "sources.orders.expectations.0.action", "'warn', 'quarantine' or 'fail'"),
         (_missing_transform, "gold.daily_revenue.transform", "no function 'no_such_function'"),
         (_unknown_input, "<root>", "reads 'payments', which is not a source"),
@@ -221,12 +220,45 @@ def test_every_mistake_of_a_file_is_named_in_one_run(tmp_path):
     assert "key 'monitoring.drift_table': Value error, 'drift metrics' is not a valid identifier" in message
 
 
-def test_steps_that_never_validate_load_without_building_expectations(tmp_path):
-    directory = _write_use_case(tmp_path, _unknown_expectation)
-    use_case = load_use_case("churn", directory, check_expectations=False)
+def _wrong_expectation_argument(data):
+    data["sources"]["orders"]["expectations"][1]["kwargs"] = {"colour": "purple"}
+
+
+def test_config_loads_without_great_expectations_and_validation_names_every_unknown_expectation(tmp_path):
+    """Config checks an expectation's shape only; `validation.check_expectations` (run before a step that
+    validates) builds each with GX and names the file and every wrong entry."""
+    from lakeforge.validation import check_expectations
+
+    directory = _write_use_case(tmp_path, lambda data: (_unknown_expectation(data), _wrong_expectation_argument(data)))
+    use_case = load_use_case("churn", directory)
     assert use_case.sources["orders"].expectations[0].type == "expect_column_values_to_be_purple"
-    with pytest.raises(ConfigError, match="not a Great Expectations expectation"):
-        load_use_case("churn", directory)
+    with pytest.raises(ConfigError) as error:
+        check_expectations(use_case, str(directory / "usecases" / "churn.yml"))
+    assert error.value.file == str(directory / "usecases" / "churn.yml")
+    assert error.value.key == "sources.orders.expectations.0"
+    assert "not a Great Expectations expectation" in error.value.expected
+    assert [key for key, _ in error.value.more] == ["sources.orders.expectations.1"]
+    assert "does not accept ['colour'" in error.value.more[0][1]
+    check_expectations(load_use_case("churn"))  # the shipped use case builds
+
+
+def test_the_config_package_imports_no_great_expectations_and_no_stage():
+    """Loading config in a fresh interpreter leaves GX (seconds of import) and every stage unimported."""
+    import json
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, sys, lakeforge.config as c; c.load_settings('churn', 'local'); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('great_expectations', 'lakeforge.')))))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    modules = set(json.loads(loaded))
+    assert not {m for m in modules if m.startswith("great_expectations")}
+    stages = {"validation", "bronze", "silver", "gold", "feature_store", "training_data", "training", "gate"}
+    stages |= {"scoring", "monitoring", "pipeline"}
+    assert {m.split(".")[1] for m in modules} & stages == set()
+    assert {"lakeforge.config.loading", "lakeforge.usecases.churn"} <= modules  # the probe did load config
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
@@ -321,3 +353,41 @@ def test_an_environment_file_states_only_what_differs_from_the_defaults(env):
     ]
     assert repeated == []
     assert load_environment(env).schemas == defaults.schemas
+
+
+def test_an_environment_extends_another_key_by_key(tmp_path):
+    """`shared` is `local` plus the metastore settings: nested mappings merge, values replace, and the
+    overlay's own name and `--set` overrides apply on top."""
+    local, shared = load_environment("local"), load_environment("shared")
+    assert shared.name == "shared" and shared.spark.mode == local.spark.mode == "local"
+    assert shared.spark.master == local.spark.master
+    assert shared.spark.conf["spark.sql.shuffle.partitions"] == local.spark.conf["spark.sql.shuffle.partitions"]
+    assert shared.spark.conf["spark.hadoop.javax.jdo.option.ConnectionDriverName"] == "org.postgresql.Driver"
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    (envs / "base.yml").write_text("spark: {mode: local, conf: {a: '1', b: '2'}}\npaths: {landing: /in}\n")
+    (envs / "mid.yml").write_text("extends: base\nspark: {conf: {b: '3'}}\n")
+    (envs / "top.yml").write_text("extends: mid\npaths: {reports: /out}\n")
+    top = load_environment("top", tmp_path, {"spark.conf.c": "4"})
+    assert top.spark.conf == {"a": "1", "b": "3", "c": "4"}
+    assert (top.paths.landing, top.paths.reports, top.name) == ("/in", "/out", "top")
+
+
+@pytest.mark.parametrize(
+    ("files", "key", "message"),
+    [
+        ({"a": "extends: b\n", "b": "extends: a\n"}, "extends", "no loop, but a -> b -> a"),
+        ({"a": "extends: a\n"}, "extends", "no loop, but a -> a"),
+        ({"a": "extends: [b]\n"}, "extends", "the name of another environment file"),
+        ({"a": "extends: nowhere\n"}, "<file>", "the file does not exist"),
+        ({"a": "extends: b\nspark: {mode: local, colour: red}\n", "b": "tracking: {}\n"}, "spark.colour", "Extra"),
+    ],
+)
+def test_a_wrong_extends_names_the_file_and_the_chain(tmp_path, files, key, message):
+    envs = tmp_path / "envs"
+    envs.mkdir()
+    for name, text in files.items():
+        (envs / f"{name}.yml").write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_environment("a", tmp_path)
+    assert (error.value.key, message in error.value.expected) == (key, True), error.value

@@ -76,3 +76,32 @@ def test_steps_whose_section_the_use_case_lacks_do_nothing(recorded_steps, tmp_p
     assert medallion_only.use_case.features is None and medallion_only.use_case.monitoring is None
     state = pipeline.run_steps(None, medallion_only, ["all"])
     assert calls == ["ingest", "silver", "gold"] and not state.trained and state.monitored is None
+
+
+@pytest.mark.parametrize(("steps", "checked"), [(["all"], True), (["ingest", "silver"], True), (["gold"], False)])
+def test_a_run_that_validates_builds_every_expectation_before_its_first_step(recorded_steps, tmp_path, steps, checked):
+    """An expectation Great Expectations does not know fails the run before ingest, naming the file and
+    key; a run without the silver step does not import GX for it."""
+    from conftest import make_environment
+    from lakeforge.config import Expectation, Settings, load_use_case
+    from lakeforge.errors import ConfigError
+
+    calls, _ = recorded_steps
+    use_case = load_use_case("maintenance")
+    source_name, source = next(iter(use_case.sources.items()))
+    purple = Expectation(type="expect_column_values_to_be_purple", action="warn", column=source.key[0])
+    broken_source = source.model_copy(update={"expectations": [*source.expectations, purple]})
+    broken = use_case.model_copy(update={"sources": {**use_case.sources, source_name: broken_source}})
+    settings = Settings(use_case=broken, env=make_environment(tmp_path, "steps"), use_case_file="conf/x.yml")
+    if not checked:
+        pipeline.run_steps(None, settings, steps)
+        assert calls == ["gold"]
+        return
+    with pytest.raises(ConfigError) as error:
+        pipeline.run_steps(None, settings, steps)
+    assert calls == [], "no step ran"
+    assert (error.value.file, error.value.key) == (
+        "conf/x.yml",
+        f"sources.{source_name}.expectations.{len(source.expectations)}",
+    )
+    assert "not a Great Expectations expectation" in error.value.expected

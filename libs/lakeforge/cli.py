@@ -36,7 +36,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from lakeforge.datagen import BatchSpec, check_scenario, generate_batch
     from lakeforge.platforms import Platform
 
-    use_case = load_use_case(args.use_case, check_expectations=False)
+    use_case = load_use_case(args.use_case)
     env = load_environment(args.env)
     check_scenario(use_case, args.scenario)
     spark = Platform(env).session("lakeforge-generate")
@@ -51,8 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from lakeforge.platforms import Platform
     from lakeforge.session import write_spark_defaults
 
-    validates = bool({"silver", "all"} & set(args.steps))
-    settings = load_settings(args.use_case, args.env, overrides=args.set, check_expectations=validates)
+    settings = load_settings(args.use_case, args.env, overrides=args.set)
     spark = Platform(settings.env).session(f"lakeforge-{'-'.join(args.steps)}")
     options = StepOptions(full=args.full, scoring_date=args.date, training_job_id=args.training_job_id)
     run_steps(spark, settings, args.steps, options)
@@ -108,14 +107,14 @@ def _cmd_status(args: argparse.Namespace) -> None:
     from lakeforge import status
     from lakeforge.platforms import Platform
 
-    settings = load_settings(args.use_case, args.env, overrides=args.set, check_expectations=False)
+    settings = load_settings(args.use_case, args.env, overrides=args.set)
     spark = Platform(settings.env).session("lakeforge-status")
     print("\n".join(status.render(status.collect(spark, settings))))
 
 
 def _cmd_use_cases(args: argparse.Namespace) -> None:
     folder = conf_dir()
-    rows = [(name, load_use_case(name, check_expectations=False).description) for name in available("usecases")]
+    rows = [(name, load_use_case(name).description) for name in available("usecases")]
     _print_table(["use case", "description"], rows)
     print(f"environments: {', '.join(available('envs'))} (from {folder})")
 
@@ -133,7 +132,7 @@ def _cmd_features(args: argparse.Namespace) -> None:
 
     if args.action == "describe" and not args.name:
         args.usage_error("features describe needs the name of a feature table (`features list` names them)")
-    settings = load_settings(args.use_case, args.env, check_expectations=False)
+    settings = load_settings(args.use_case, args.env)
     spark = Platform(settings.env).session("lakeforge-features")
     if args.action == "list":
         rows = [
@@ -159,7 +158,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> None:
     from lakeforge import training
     from lakeforge.platforms import Platform
 
-    settings = load_settings(args.use_case, args.env, check_expectations=False)
+    settings = load_settings(args.use_case, args.env)
     spark = Platform(settings.env).session("lakeforge-reproduce")
     comparison = training.reproduce(spark, settings, args.run_id)
     rows = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -19,6 +18,7 @@ from typing import Any
 
 from lakeforge.config import Settings
 from lakeforge.errors import LakeforgeError
+from lakeforge.platforms import Platform
 
 log = logging.getLogger("lakeforge.pipeline")
 
@@ -142,50 +142,26 @@ SECTIONS = {"features": "features", "train": "training", "gate": "training", "sc
 SECTIONS["monitor"] = "monitoring"
 # Steps that `all` runs only when there is no champion yet: afterwards the monitor decides on retraining.
 BOOTSTRAP_STEPS = ("train", "gate")
+# Steps that check data with Great Expectations: their expectations are built before the first step runs.
+VALIDATING_STEPS = ("silver",)
 # Old step names that still work: `validate` was the gate before the data expectations kept the word.
 STEP_ALIASES = {"validate": "gate"}
 
 
-def training_job_id(settings: Settings, override: int | None) -> int:
-    retraining = settings.env.retraining
-    raw = override or retraining.training_job_id or os.environ.get(retraining.training_job_id_env)
-    if not raw:
-        raise LakeforgeError(
-            f"retraining fired but no Databricks training job id is set: pass --training-job-id, set "
-            f"retraining.training_job_id in the environment file, or ${retraining.training_job_id_env}"
-        )
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise LakeforgeError(f"the Databricks training job id must be a number, not {raw!r}") from exc
-
-
 def act_on_retraining(spark, settings: Settings, result, job_id: int | None, state: RunState | None = None) -> str:
-    """Start training the way this environment does (`retraining.trigger`); returns what was done."""
-    retraining = settings.env.retraining
-    if retraining.trigger == "record":
-        return "recorded: the scheduler starts training"
-    if retraining.trigger == "local":
-        if state is not None and state.trained:
-            return "not retrained: this run trained already"
-        from lakeforge import gate, training
+    """Start training the way this platform does (`retraining.trigger`); returns what was done."""
+    platform = Platform(settings.env)
+    if not platform.trains_in_process:
+        return platform.start_training(settings.use_case.name, result.decision.reasons, result.scoring_date, job_id)
+    if state is not None and state.trained:
+        return "not retrained: this run trained already"
+    from lakeforge import gate, training
 
-        trained = training.run(spark, settings)
-        verdict = "promoted" if gate.run(spark, settings).promoted else "kept as challenger"
-        if state is not None:
-            state.trained = True
-        return f"trained version {trained.version} in process: {verdict}"
-    from lakeforge import databricks_jobs
-
-    use_case = settings.use_case.name
-    run_id = databricks_jobs.run_training_job(
-        training_job_id(settings, job_id),
-        {"use_case": use_case, "retraining_reason": "; ".join(result.decision.reasons)[:1000]},
-        idempotency_token=f"lakeforge-retrain-{use_case}-{result.scoring_date.isoformat()}",
-        wait=retraining.wait,
-        timeout=dt.timedelta(minutes=retraining.timeout_minutes),
-    )
-    return f"Databricks run {run_id}"
+    trained = training.run(spark, settings)
+    verdict = "promoted" if gate.run(spark, settings).promoted else "kept as challenger"
+    if state is not None:
+        state.trained = True
+    return f"trained version {trained.version} in process: {verdict}"
 
 
 def champion_version(settings: Settings) -> str | None:
@@ -209,7 +185,12 @@ def run_steps(spark, settings: Settings, steps: list[str], options: StepOptions 
     options = options or StepOptions()
     state = RunState()
     champion = None
-    for name, from_all in expand(steps):
+    planned = expand(steps)
+    if any(name in VALIDATING_STEPS for name, _ in planned):
+        from lakeforge import validation
+
+        validation.check_expectations(settings.use_case, settings.use_case_file)
+    for name, from_all in planned:
         section = SECTIONS.get(name)
         if section and getattr(settings.use_case, section) is None:
             log.info("step %s: use case %s declares no %s, nothing to do", name, settings.use_case.name, section)

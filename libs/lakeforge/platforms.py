@@ -5,11 +5,13 @@
   LAKEFORGE_HOME, and a `spark-defaults.conf` written for spark-sql and beeline;
 - cluster: open-source Spark launched by spark-submit, which gives the master;
 - databricks: the runtime's session, experiments under `/Shared/lakeforge/`, task values for the jobs.
-No other module asks which platform it is on.
+No other module asks which platform it is on. That includes how a retrain starts (`start_training`):
+in this process, by the scheduler reading the recorded decision, or as the bundle's Databricks job.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Any
 
 from lakeforge import session
 from lakeforge.config import Environment
+from lakeforge.errors import LakeforgeError
 
 log = logging.getLogger(__name__)
 
@@ -86,3 +89,42 @@ class Platform:
             return False
         runtime_dbutils.jobs.taskValues.set(key=key, value=value)
         return True
+
+    @property
+    def trains_in_process(self) -> bool:
+        """Whether a retrain the monitor asks for runs in this process (`retraining.trigger: local`)."""
+        return self.env.retraining.trigger == "local"
+
+    def start_training(self, use_case: str, reasons: list[str], scoring_date: dt.date, job_id: int | None) -> str:
+        """Start a retrain elsewhere and say what was done: leave it to the scheduler (`record`: the Airflow
+        DAG branches on the recorded decision) or run the bundle's training job (`databricks`), idempotent
+        per use case and scoring date. A platform that trains in process has nothing to start here."""
+        retraining = self.env.retraining
+        if retraining.trigger == "record":
+            return "recorded: the scheduler starts training"
+        if retraining.trigger != "databricks":
+            raise LakeforgeError(f"retraining trigger '{retraining.trigger}' trains in process, not through a job")
+        from lakeforge import databricks_jobs
+
+        run_id = databricks_jobs.run_training_job(
+            self.training_job_id(job_id),
+            {"use_case": use_case, "retraining_reason": "; ".join(reasons)[:1000]},
+            idempotency_token=f"lakeforge-retrain-{use_case}-{scoring_date.isoformat()}",
+            wait=retraining.wait,
+            timeout=dt.timedelta(minutes=retraining.timeout_minutes),
+        )
+        return f"Databricks run {run_id}"
+
+    def training_job_id(self, override: int | None) -> int:
+        """The bundle's training job: `--training-job-id`, else the environment file, else its variable."""
+        retraining = self.env.retraining
+        raw = override or retraining.training_job_id or os.environ.get(retraining.training_job_id_env)
+        if not raw:
+            raise LakeforgeError(
+                f"retraining fired but no Databricks training job id is set: pass --training-job-id, set "
+                f"retraining.training_job_id in the environment file, or ${retraining.training_job_id_env}"
+            )
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise LakeforgeError(f"the Databricks training job id must be a number, not {raw!r}") from exc

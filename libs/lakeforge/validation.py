@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-if TYPE_CHECKING:  # config builds expectations through this module: a runtime import would be a loop
-    from lakeforge.config import Expectation
+from lakeforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lakeforge.config import Expectation, UseCase
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 log = logging.getLogger(__name__)
@@ -59,6 +61,21 @@ def build_expectation(expectation: Expectation, index: int = 0) -> Any:
         return cls(**kwargs)
     except Exception as exc:  # GX raises pydantic errors of its own version
         raise ValueError(f"'{expectation.type}' does not accept {sorted(kwargs)}: {exc}") from exc
+
+
+def check_expectations(use_case: UseCase, use_case_file: str | None = None) -> None:
+    """Build every expectation of the use case with Great Expectations before a step that validates runs:
+    an unknown type or a wrong argument fails here, naming the file and every key, not mid-job."""
+    mistakes = []
+    for source_name, source in use_case.sources.items():
+        for index, expectation in enumerate(source.expectations):
+            try:
+                build_expectation(expectation, index)
+            except ValueError as exc:
+                mistakes.append((f"sources.{source_name}.expectations.{index}", str(exc)))
+    if mistakes:
+        (key, expected), *more = mistakes
+        raise ConfigError(use_case_file or f"use case {use_case.name}", key, expected, more)
 
 
 def filter_from_index_query(query: str | None) -> str | None:
