@@ -27,6 +27,7 @@ from jsonschema.exceptions import ValidationError, relevance
 
 from lakeforge import cli
 from lakeforge.config import load_settings
+from lakeforge.policy import RetrainingDecision
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE_FILE = REPO / "bundle.yml"
@@ -458,7 +459,7 @@ def test_monitor_publishes_the_value_the_condition_reads(bundle, variables, monk
     (job_key, job, task), *_ = _step_tasks(bundle, "monitor")
     args = cli.build_parser().parse_args([_resolve(a, variables, job) for a in _task_command(bundle, job_key, task)])
     settings = load_settings(args.use_case, args.env, overrides=args.set)
-    monitoring.publish_task_value(settings, monitoring.RetrainingDecision(retrain=retrain, reasons=["drift"]))
+    monitoring.publish_task_value(settings, RetrainingDecision(retrain=retrain, reasons=["drift"]))
     condition = next(t["condition_task"] for t in job["tasks"] if "condition_task" in t)
     _, key = TASK_VALUE_REFERENCE.match(condition["left"]).groups()
     assert published == {key: expected}

@@ -32,6 +32,7 @@ from lakeforge import (
 from lakeforge import status as lakeforge_status
 from lakeforge.config import FeatureDrift, RetrainingPolicy, Settings
 from lakeforge.errors import LakeforgeError, MissingPredictions, RetrainingFailed
+from lakeforge.policy import Evidence, RetrainingDecision, decide
 
 # Label cutoffs fall weekly from 2026-01-22: predictions on these dates get labels.
 LABELLED_DATES = [dt.date(2026, 1, 29), dt.date(2026, 2, 5)]
@@ -258,7 +259,7 @@ def test_missing_predictions_write_nothing(spark, monitored):
     ],
 )
 def test_each_policy_clause(policy, share, psi, aucs, reason):
-    decision = monitoring.decide(RetrainingPolicy(**policy), share, psi, aucs)
+    decision = decide(RetrainingPolicy(**policy), share, psi, aucs)
     assert decision.retrain == (reason is not None)
     assert (reason in decision.reasons[0]) if reason else decision.reasons == []
 
@@ -316,7 +317,7 @@ def test_databricks_trigger_calls_run_now_and_waits(spark, monitored, jobs_api, 
     settings, result = monitored
     monkeypatch.setenv("LAKEFORGE_TRAINING_JOB_ID", "123")
     on_databricks = _with_trigger(settings, "databricks")
-    decision = monitoring.RetrainingDecision(True, ["prediction PSI 0.300 above 0.25"])
+    decision = RetrainingDecision(True, ["prediction PSI 0.300 above 0.25"])
     outcome = pipeline.act_on_retraining(spark, on_databricks, replace(result, decision=decision), None)
     assert outcome == "Databricks run 991"
     posts = [r for r in jobs_api.requests if r[0] == "POST"]
@@ -341,7 +342,7 @@ def test_a_failed_databricks_run_raises(jobs_api):
 def test_databricks_trigger_without_a_job_id_names_the_variable(spark, monitored, monkeypatch):
     settings, result = monitored
     monkeypatch.delenv("LAKEFORGE_TRAINING_JOB_ID", raising=False)
-    decision = monitoring.RetrainingDecision(True, ["x"])
+    decision = RetrainingDecision(True, ["x"])
     with pytest.raises(LakeforgeError, match=r"\$LAKEFORGE_TRAINING_JOB_ID"):
         pipeline.act_on_retraining(
             spark, _with_trigger(settings, "databricks"), replace(result, decision=decision), None
@@ -447,7 +448,7 @@ def test_rerun_that_fires_locally_trains_a_new_version_and_replaces_the_dates_ro
     assert seen.last_retrain == result.scoring_date
     for cooldown, retrains in ((7, False), (3, True)):
         policy = RetrainingPolicy(max_prediction_psi=0.1, require_new_labels=False, cooldown_days=cooldown)
-        decision = monitoring.decide(policy, 0.0, 0.5, [], seen)
+        decision = decide(policy, 0.0, 0.5, [], seen)
         assert decision.retrain == retrains
         held = f"cool-down: the last retrain was asked on {result.scoring_date}, 3 of 7 days ago"
         assert retrains or decision.held_back == held
@@ -458,47 +459,47 @@ FEB_19, FEB_20, FEB_27 = dt.date(2026, 2, 19), dt.date(2026, 2, 20), dt.date(202
 MAR_10, MAR_13 = dt.date(2026, 3, 10), dt.date(2026, 3, 13)
 
 
-def _low_from(first_low: dt.date, newest_label: dt.date, drift_since: dt.date | None = None) -> monitoring.Evidence:
+def _low_from(first_low: dt.date, newest_label: dt.date, drift_since: dt.date | None = None) -> Evidence:
     """Evidence of AUC windows a week apart whose last two (from `first_low`) are low, under a 14-day test window."""
     windows = (first_low - dt.timedelta(days=7), first_low, first_low + dt.timedelta(days=7))
-    return monitoring.Evidence(LATER, FEB_19, newest_label, drift_since=drift_since, test_days=14, auc_dates=windows)
+    return Evidence(LATER, FEB_19, newest_label, drift_since=drift_since, test_days=14, auc_dates=windows)
 
 
 @pytest.mark.parametrize(
     ("policy", "aucs", "evidence", "action", "held_back"),
     [
         # drift without labels past the model's window only alerts; with them it retrains
-        ({}, [], monitoring.Evidence(LATER, dt.date(2026, 2, 19), dt.date(2026, 2, 19)), "alert", "drift without new"),
-        ({}, [], monitoring.Evidence(LATER, FEB_19, dt.date(2026, 2, 26), drift_since=FEB_20), "retrain", None),
+        ({}, [], Evidence(LATER, dt.date(2026, 2, 19), dt.date(2026, 2, 19)), "alert", "drift without new"),
+        ({}, [], Evidence(LATER, FEB_19, dt.date(2026, 2, 26), drift_since=FEB_20), "retrain", None),
         # new labels, but all from before the drift began (today, or the first day it fired): alert only
-        ({}, [], monitoring.Evidence(LATER, FEB_19, dt.date(2026, 2, 26)), "alert", "drift without labels from after"),
+        ({}, [], Evidence(LATER, FEB_19, dt.date(2026, 2, 26)), "alert", "drift without labels from after"),
         # with a relative split the newest test_days only test: labels after the drift must reach past them
-        ({}, [], monitoring.Evidence(LATER, FEB_19, MAR_10, drift_since=FEB_27, test_days=14), "alert", "drift witho"),
-        ({}, [], monitoring.Evidence(LATER, FEB_19, MAR_13, drift_since=FEB_27, test_days=14), "retrain", None),
-        ({"require_new_labels": False}, [], monitoring.Evidence(LATER, dt.date(2026, 2, 19), None), "retrain", None),
+        ({}, [], Evidence(LATER, FEB_19, MAR_10, drift_since=FEB_27, test_days=14), "alert", "drift witho"),
+        ({}, [], Evidence(LATER, FEB_19, MAR_13, drift_since=FEB_27, test_days=14), "retrain", None),
+        ({"require_new_labels": False}, [], Evidence(LATER, dt.date(2026, 2, 19), None), "retrain", None),
         # drift set to alert never retrains; falling quality still does
-        ({"on_drift": "alert"}, [], monitoring.Evidence(), "alert", "drift alone only alerts"),
-        ({"on_drift": "alert", "min_auc_roc": 0.7}, [0.6, 0.6], monitoring.Evidence(), "retrain", None),
-        ({"min_auc_roc": 0.7}, [0.6, 0.6], monitoring.Evidence(LATER, LATER, LATER), "alert", "quality below"),
+        ({"on_drift": "alert"}, [], Evidence(), "alert", "drift alone only alerts"),
+        ({"on_drift": "alert", "min_auc_roc": 0.7}, [0.6, 0.6], Evidence(), "retrain", None),
+        ({"min_auc_roc": 0.7}, [0.6, 0.6], Evidence(LATER, LATER, LATER), "alert", "quality below"),
         # falling quality retrains once the fit reaches its first low window (Feb 27: the test week ends Mar 13)
         ({"min_auc_roc": 0.7}, [0.8, 0.6, 0.6], _low_from(FEB_27, MAR_10), "alert", "quality below the policy with"),
         ({"min_auc_roc": 0.7}, [0.8, 0.6, 0.6], _low_from(FEB_27, MAR_13), "retrain", None),
         # drift that began earlier (Feb 20) than the low windows counts from its own start
         ({"min_auc_roc": 0.7}, [0.8, 0.6, 0.6], _low_from(FEB_27, MAR_10, drift_since=FEB_20), "retrain", None),
         # inside the cool-down only an alert; on its last day a retrain
-        ({"cooldown_days": 7}, [], monitoring.Evidence(LATER, last_retrain=dt.date(2026, 2, 23)), "alert", "cool-down"),
-        ({"cooldown_days": 7}, [], monitoring.Evidence(LATER, last_retrain=dt.date(2026, 2, 22)), "retrain", None),
+        ({"cooldown_days": 7}, [], Evidence(LATER, last_retrain=dt.date(2026, 2, 23)), "alert", "cool-down"),
+        ({"cooldown_days": 7}, [], Evidence(LATER, last_retrain=dt.date(2026, 2, 22)), "retrain", None),
     ],
 )
 def test_the_policy_retrains_only_on_evidence(policy, aucs, evidence, action, held_back):
-    decision = monitoring.decide(RetrainingPolicy(max_prediction_psi=0.2, **policy), 0.0, 0.3, aucs, evidence)
+    decision = decide(RetrainingPolicy(max_prediction_psi=0.2, **policy), 0.0, 0.3, aucs, evidence)
     assert decision.action == action and decision.retrain == (action == "retrain") and decision.reasons
     assert (held_back is None) == (decision.held_back is None)
     assert (decision.held_back or "").startswith(held_back or "")
 
 
 def test_a_quiet_policy_neither_alerts_nor_retrains():
-    decision = monitoring.decide(RetrainingPolicy(max_prediction_psi=0.2), 0.0, 0.1, [], monitoring.Evidence())
+    decision = decide(RetrainingPolicy(max_prediction_psi=0.2), 0.0, 0.1, [], Evidence())
     assert (decision.action, decision.retrain, decision.reasons, decision.held_back) == ("none", False, [], None)
 
 
@@ -518,7 +519,7 @@ def test_feature_rules_record_without_deciding_or_set_their_own_threshold():
         _column_drift("plan", "jensenshannon", 0.05, 0.1),
     ]
     rules = {"customer_profile_age_days": FeatureDrift(decides=False), "orders_90d": FeatureDrift(threshold=0.5)}
-    ruled = monitoring.apply_feature_rules(results, rules)
+    ruled = drift.apply_rules(results, rules)
     by_key = {(r.column, r.statistic): r for r in ruled}
     age = by_key[("customer_profile_age_days", "psi")]
     assert age.drifted and not age.decides and age.value == 14.7  # recorded as measured, not counted

@@ -6,6 +6,7 @@ import mlflow
 import pytest
 
 from lakeforge import monitoring, pipeline
+from lakeforge.policy import Evidence, RetrainingDecision
 
 
 @pytest.fixture
@@ -61,7 +62,7 @@ def test_all_without_a_champion_trains_and_train_by_name_always_does(
 
 def test_a_retrain_the_monitor_asks_for_is_not_started_twice_in_one_run(churn_champion):
     asked = monitoring.MonitorResult(
-        None, "m", "1", [], 0.0, None, [], monitoring.RetrainingDecision(True, ["x"]), "", "", monitoring.Evidence()
+        None, "m", "1", [], 0.0, None, [], RetrainingDecision(True, ["x"]), "", "", Evidence()
     )
     outcome = pipeline.act_on_retraining(None, churn_champion, asked, None, pipeline.RunState(trained=True))
     assert churn_champion.env.retraining.trigger == "local" and outcome == "not retrained: this run trained already"

@@ -14,12 +14,15 @@ together; otherwise every distinct value is its own bucket. PSI replaces empty b
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+
+if TYPE_CHECKING:
+    from lakeforge.config import FeatureDrift
 
 PSI_EMPTY = 1e-4
 # Evidently bins a numeric column only when the reference has more distinct values than this.
@@ -261,3 +264,17 @@ def compare(
             drifted = one_sided or (not math.isnan(value) and is_drift(test, value, thresholds[test]))
             results.append(ColumnDrift(column, test, value, thresholds[test], drifted, position == 0, n_ref, n_cur))
     return results
+
+
+def apply_rules(results: list[ColumnDrift], rules: dict[str, FeatureDrift]) -> list[ColumnDrift]:
+    """A feature's own threshold for its deciding test, or its deciding test turned into a record only."""
+    ruled = []
+    for result in results:
+        rule = rules.get(result.column)
+        if rule is None or not result.decides:
+            ruled.append(result)
+            continue
+        threshold = result.threshold if rule.threshold is None else rule.threshold
+        drifted = is_drift(result.statistic, result.value, threshold)
+        ruled.append(replace(result, threshold=threshold, drifted=drifted, decides=rule.decides))
+    return ruled
