@@ -79,7 +79,8 @@ def _started(result: subprocess.CompletedProcess) -> None:
 
 
 def _shared_env_for_test(conf: Path, pg_port: int) -> None:
-    """conf/envs/shared.yml pointed at the test's PostgreSQL port, on local[2] with small JVMs."""
+    """conf/envs/shared.yml pointed at the test's PostgreSQL port, on local[2] with small JVMs (beside the
+    local.yml it extends)."""
     data = yaml.safe_load((REPO / "conf" / "envs" / "shared.yml").read_text())
     data["spark"]["master"] = "local[2]"
     data["spark"]["conf"].update(
@@ -93,6 +94,7 @@ def _shared_env_for_test(conf: Path, pg_port: int) -> None:
     )
     (conf / "envs").mkdir(parents=True)
     (conf / "envs" / "shared.yml").write_text(yaml.safe_dump(data))
+    (conf / "envs" / "local.yml").write_text((REPO / "conf" / "envs" / "local.yml").read_text())
 
 
 @pytest.fixture(scope="module")
