@@ -19,6 +19,8 @@ setup(
         "pyarrow>=15",
         "pydantic>=2.6,<3",
         "pyyaml>=6",
+        # parses a use case's SQL transforms when config loads (Spark dialect), before Spark starts
+        "sqlglot>=25",
         # 3.18's skinny and tracing packages are not published here yet.
         "mlflow==3.17.2",
         "hyperopt==0.3.0",

@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from lakeforge import feature_store, gate, modeling, scoring, tables, tracking, training
-from lakeforge.config import SearchDimension, Settings
+from lakeforge.config import Scoring, SearchDimension, Settings
 from lakeforge.errors import ModelNotFound, SchemaMismatch, StaleFeatures
 
 DAY = dt.date(2026, 2, 20)
@@ -153,3 +153,103 @@ def test_single_node_champion_scores_through_spark_udf(spark, champion, training
     columns = model.metadata.get_input_schema().input_names()
     one = modeling.model_input(features, config).where(F.col("customer_id") == row.customer_id).select(*columns)
     assert row.score == pytest.approx(float(model.predict(one.toPandas())[0][1]), abs=1e-9)
+
+
+# Churn's champion scoring each order as a churn risk at the order's own time. Churn's labels are per customer,
+# so the config check that event labels share the event key would refuse this use case as a file: the test
+# swaps the scoring section in place to exercise the scoring path with a trained champion.
+ORDERS_AS_EVENTS = Scoring(
+    mode="events",
+    table="order_predictions",
+    view="order_predictions_view",
+    events="silver.orders",
+    event_key=["order_id"],
+    event_time="order_ts",
+    entity_columns=["amount", "status"],
+)
+
+
+def _scoring_orders(settings: Settings) -> Settings:
+    return settings.model_copy(update={"use_case": settings.use_case.model_copy(update={"scoring": ORDERS_AS_EVENTS})})
+
+
+def test_events_mode_scores_each_event_of_the_date_once_and_a_rerun_replaces_them(spark, champion):
+    settings = _scoring_orders(champion)
+    orders = spark.read.table(settings.table("silver", "orders")).where(F.to_date("order_ts") == DAY)
+    expected = {r.order_id: (r.customer_id, r.order_ts) for r in orders.collect()}
+    assert len(expected) > 5
+    first = scoring.run(spark, settings, DAY)
+    table = settings.table("gold", "order_predictions")
+    stamp = spark.read.table(table).select("scored_at").distinct().collect()
+    second = scoring.run(spark, settings, DAY)
+    written = spark.read.table(table).where(F.col("scoring_date") == DAY).collect()
+    assert first.rows == second.rows == len(written) == len(expected)
+    assert {r.order_id: (r.customer_id, r.order_ts) for r in written} == expected
+    assert spark.read.table(table).select("scored_at").distinct().collect() != stamp
+    assert all(r.predicted_label == int(r.score >= 0.5) and r.model_version == first.model_version for r in written)
+    view = spark.read.table(settings.table("gold", "order_predictions_view")).where(F.col("scoring_date") == DAY)
+    assert {r.order_id: r.amount for r in view.collect()} == {r.order_id: r.amount for r in orders.collect()}
+    # With no date, the newest event's date is scored.
+    newest = spark.read.table(settings.table("silver", "orders")).agg(F.max(F.to_date("order_ts"))).first()[0]
+    assert scoring.default_scoring_date(spark, settings) == newest
+
+
+def test_an_event_sees_the_features_known_at_its_own_time_and_none_written_after(spark, champion, monkeypatch):
+    """Two feature rows planted for a customer on the day of their order: one a minute before the order
+    (it must be used, over the day-start row), one a minute after (it must not reach the order)."""
+    from dataclasses import replace
+
+    settings = _scoring_orders(champion)
+    order = (
+        spark.read.table(settings.table("silver", "orders"))
+        .where((F.to_date("order_ts") == DAY) & (F.hour("order_ts") >= 1))
+        .orderBy("order_id")
+        .first()
+    )
+    real_sources = feature_store.feature_sources
+
+    def with_planted_rows(spark_session, settings_, versions=None):
+        sources, used = real_sources(spark_session, settings_, versions)
+        planted = []
+        for source in sources:
+            if source.name != "customer_activity":
+                planted.append(source)
+                continue
+            latest = source.rows.where(F.col("customer_id") == order.customer_id).orderBy(F.desc("feature_ts")).limit(1)
+            before = latest.withColumns(
+                {"feature_ts": F.lit(order.order_ts) - F.expr("INTERVAL 1 MINUTE"), "spend_90d": F.lit(12345.0)}
+            )
+            after = latest.withColumns(
+                {"feature_ts": F.lit(order.order_ts) + F.expr("INTERVAL 1 MINUTE"), "spend_90d": F.lit(99999.0)}
+            )
+            planted.append(replace(source, rows=source.rows.unionByName(before).unionByName(after)))
+        return planted, used
+
+    monkeypatch.setattr(feature_store, "feature_sources", with_planted_rows)
+    rows, _ = feature_store.rows_to_score(spark, settings, DAY)
+    mine = rows.where(F.col("order_id") == order.order_id).first()
+    assert mine.spend_90d == 12345.0 and mine.label_ts == order.order_ts
+    assert mine.customer_activity_age_days == pytest.approx(1 / (24 * 60))
+    # Orders of the same customer earlier that day saw neither planted row.
+    earlier = rows.where((F.col("customer_id") == order.customer_id) & (F.col("label_ts") < order.order_ts))
+    assert all(r.spend_90d not in (12345.0, 99999.0) for r in earlier.collect())
+    assert rows.where(F.col("spend_90d") == 99999.0).count() == 0
+
+
+def test_event_quality_joins_labels_by_key_whenever_they_arrive(spark):
+    from lakeforge import quality
+
+    predictions = spark.createDataFrame(
+        [("e1", DAY, 0.9, 1, "m", "1"), ("e2", DAY, 0.2, 0, "m", "1"), ("e3", DAY, 0.7, 1, "m", "1")],
+        "event_id string, scoring_date date, score double, predicted_label int, model_name string, "
+        "model_version string",
+    )
+    # Labels arrive days later, stamped with the event time (not the scoring instant); e3 has none yet.
+    labels = spark.createDataFrame(
+        [("e1", dt.datetime(2026, 2, 20, 14, 5), 1), ("e2", dt.datetime(2026, 2, 20, 9, 30), 0)],
+        "event_id string, event_ts timestamp, outcome int",
+    )
+    labelled = quality.labelled_events(predictions, labels, ["event_id"], "outcome")
+    assert sorted((r.event_id, r.label) for r in labelled.collect()) == [("e1", 1.0), ("e2", 0.0)]
+    measured = quality.model_quality(labelled).first()
+    assert (measured.scoring_date, measured.auc_roc) == (DAY, 1.0)

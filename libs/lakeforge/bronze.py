@@ -149,7 +149,7 @@ def ingest_source(spark: SparkSession, settings: Settings, name: str) -> None:
     tables.stream_files(
         spark,
         source.format if source.format == "csv" else "text",
-        f"{landing}/*/part-*",
+        f"{landing}/{source.files}",
         raw_schema(source),
         reader_options(source),
         checkpoint,

@@ -33,11 +33,12 @@ def exit_code(error: LakeforgeError) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
-    from lakeforge.datagen import BatchSpec, check_scenario, generate_batch
+    from lakeforge.datagen import BatchSpec, check_scenario, generate_batch, generator
     from lakeforge.platforms import Platform
 
     use_case = load_use_case(args.use_case)
     env = load_environment(args.env)
+    generator(use_case)
     check_scenario(use_case, args.scenario)
     spark = Platform(env).session("lakeforge-generate")
     for batch in range(args.batch, args.batch + args.batches):
@@ -64,10 +65,11 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 def _cmd_simulate(args: argparse.Namespace) -> None:
     from lakeforge import simulation
-    from lakeforge.datagen import check_scenario, scenarios
+    from lakeforge.datagen import check_scenario, generator, scenarios
     from lakeforge.platforms import Platform
 
     settings = load_settings(args.use_case, args.env, overrides=args.set)
+    generator(settings.use_case)
     scenario = args.scenario
     if args.drift_from is not None and scenario is None:
         offered = sorted(scenarios(settings.use_case))
@@ -110,6 +112,25 @@ def _cmd_status(args: argparse.Namespace) -> None:
     settings = load_settings(args.use_case, args.env, overrides=args.set)
     spark = Platform(settings.env).session("lakeforge-status")
     print("\n".join(status.render(status.collect(spark, settings))))
+
+
+def _cmd_init_use_case(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from lakeforge.onboarding import init_use_case
+    from lakeforge.platforms import Platform
+
+    env = load_environment(args.env)
+    spark = Platform(env).session("lakeforge-init-use-case")
+    landing = env.path("landing") if args.land else None
+    written = init_use_case(spark, args.name, Path(args.source_dir), conf_dir(), landing, args.force)
+    print(f"wrote {written}: check the lines marked GUESS and TODO")
+    if landing:
+        print(
+            f"copied the files to {landing}/{args.name}/; next: lakeforge run ingest silver gold --use-case {args.name}"
+        )
+    else:
+        print(f"next: copy each source folder to {env.path('landing')}/{args.name}/ (or rerun with --land)")
 
 
 def _cmd_use_cases(args: argparse.Namespace) -> None:
@@ -298,6 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
         overrides,
     )
     status.set_defaults(handler=_cmd_status)
+
+    init = command("init-use-case", "write a starter use-case config from a folder of files, one subfolder per source")
+    init.add_argument("name", help="the new use case's name (a plain identifier): conf/usecases/NAME.yml")
+    init.add_argument("--from", dest="source_dir", required=True, help="the folder holding one folder per source")
+    init.add_argument("--land", action="store_true", help="also copy the files into the landing folder")
+    init.add_argument("--force", action="store_true", help="replace conf/usecases/NAME.yml if it exists")
+    init.set_defaults(handler=_cmd_init_use_case)
 
     use_cases = command("use-cases", "list the use cases and environments in conf/")
     use_cases.set_defaults(handler=_cmd_use_cases)

@@ -73,9 +73,19 @@ class BatchSpec:
         return self.scenario == scenario and self.batch >= self.drift_from
 
 
+def generator(use_case: UseCase) -> str:
+    """The use case's demo-data generator, or a clear error for a use case of real files."""
+    if use_case.generator is None:
+        raise LakeforgeError(
+            f"use case '{use_case.name}' names no generator: generate-data and simulate make demo data only for a "
+            "use case with `generator: package.module:function`; land real files under the landing folder instead"
+        )
+    return use_case.generator
+
+
 def scenarios(use_case: UseCase) -> dict[str, str]:
     """The drift scenarios a use case's generator offers: name to what changes."""
-    module = importlib.import_module(use_case.generator.partition(":")[0])
+    module = importlib.import_module(generator(use_case).partition(":")[0])
     return dict(getattr(module, "SCENARIOS", {}))
 
 
@@ -190,7 +200,7 @@ def write_lines(lines: DataFrame, source: Source, header: str, folder: str, file
 def generate_batch(spark: SparkSession, use_case: UseCase, landing: str, spec: BatchSpec) -> dict[str, dict[str, int]]:
     """Generate one batch of landing files for every source; return the defect counts per source."""
     check_scenario(use_case, spec.scenario)
-    generate = resolve_callable(use_case.generator)
+    generate = resolve_callable(generator(use_case))
     clean = generate(spark, spec)
     manifest: dict[str, dict[str, int]] = {}
     for name, source in use_case.sources.items():

@@ -23,8 +23,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakeforge import tables
-from lakeforge.config import Features, FeatureTable, Settings, check_table_reference, resolve_callable
+from lakeforge import tables, transforms
+from lakeforge.config import Features, FeatureTable, Settings, check_table_reference
 from lakeforge.errors import FeatureDefinitionError, LakeforgeError, TableNotFound
 from lakeforge.features import FeatureSource, build_scoring_set, build_training_set, duplicate_keys
 from lakeforge.provenance import code_version
@@ -202,10 +202,10 @@ def _read_inputs(
 
 def compute_feature_rows(inputs: dict[str, DataFrame], name: str, table: FeatureTable) -> DataFrame:
     """Run the table's transform and check it returned what the config declares."""
-    rows = resolve_callable(table.transform)(**inputs, **table.params)
+    rows = transforms.compute(table, inputs)
     missing = [c for c in [*table.entity, table.timestamp] if c not in rows.columns]
     if missing:
-        raise FeatureDefinitionError(f"{table.transform} for feature table {name} returned no column(s) {missing}")
+        raise FeatureDefinitionError(f"{table.computed_by} for feature table {name} returned no column(s) {missing}")
     if table.text and table.text.column not in rows.columns:
         raise FeatureDefinitionError(f"feature table {name} declares text column {table.text.column}, not returned")
     return rows
@@ -242,7 +242,7 @@ def materialize(spark: SparkSession, settings: Settings, name: str, table: Featu
         duplicates = duplicate_keys(rows, keys).limit(3).collect()
         if duplicates:
             raise FeatureDefinitionError(
-                f"{table.transform} returned more than one row per {keys} for feature table {name}, "
+                f"{table.computed_by} returned more than one row per {keys} for feature table {name}, "
                 f"for example {[row.asDict() for row in duplicates]}"
             )
         summary = rows.agg(F.count("*"), F.min(table.timestamp), F.max(table.timestamp)).first()
@@ -336,11 +336,13 @@ def write_labels(spark: SparkSession, settings: Settings) -> None:
     inputs = {
         check_table_reference(ref)[1]: tables.read_table(spark, source_table(settings, ref)) for ref in labels.sources
     }
-    rows = resolve_callable(labels.transform)(**inputs, **labels.params)
-    missing = [c for c in [*labels.entity, labels.timestamp, labels.label] if c not in rows.columns]
+    rows = transforms.compute(labels, inputs)
+    # Labels keyed by an event carry the entity keys the feature tables are joined on.
+    keys = [*labels.entity, *[key for key in entity_keys(settings) if key not in labels.entity]]
+    missing = [c for c in [*keys, labels.timestamp, labels.label] if c not in rows.columns]
     if missing:
-        raise FeatureDefinitionError(f"{labels.transform} returned no column(s) {missing} for the label table")
-    tables.overwrite(rows.select(*labels.entity, labels.timestamp, labels.label), target)
+        raise FeatureDefinitionError(f"{labels.computed_by} returned no column(s) {missing} for the label table")
+    tables.overwrite(rows.select(*keys, labels.timestamp, labels.label), target)
 
 
 def feature_sources(
@@ -381,9 +383,53 @@ def scoring_set(
     features = _features(settings)
     entity = entity_keys(settings)
     entities = tables.read_table(spark, source_table(settings, features.entities)).select(*entity).distinct()
-    timestamp = features.labels.timestamp if features.labels else "as_of"
     sources, used = feature_sources(spark, settings, versions)
-    return build_scoring_set(entities, F.lit(as_of).cast("timestamp"), timestamp, sources), used
+    return build_scoring_set(entities, F.lit(as_of).cast("timestamp"), spine_time(settings), sources), used
+
+
+def spine_time(settings: Settings) -> str:
+    """The name of the time a feature vector is looked up at: the labels' timestamp, as in training."""
+    labels = _features(settings).labels
+    return labels.timestamp if labels else "as_of"
+
+
+def prediction_keys(settings: Settings) -> list[str]:
+    """What a prediction is keyed by: the event key when scoring events, else the entity keys."""
+    scoring = settings.use_case.scoring
+    return list(scoring.event_key) if scoring is not None and scoring.mode == "events" else entity_keys(settings)
+
+
+def events_on(spark: SparkSession, settings: Settings, scoring_date: dt.date) -> DataFrame:
+    """The events of one date (by their event time), one row per event key, with their entity keys and time."""
+    scoring = settings.use_case.scoring
+    keys = [*scoring.event_key, *[key for key in entity_keys(settings) if key not in scoring.event_key]]
+    events = tables.read_table(spark, source_table(settings, scoring.events))
+    missing = [column for column in [*keys, scoring.event_time] if column not in events.columns]
+    if missing:
+        raise FeatureDefinitionError(f"the events table {scoring.events} has no column(s) {missing}")
+    return (
+        events.where(F.to_date(scoring.event_time) == F.lit(scoring_date))
+        .select(*keys, F.col(scoring.event_time).cast("timestamp").alias(spine_time(settings)))
+        .dropDuplicates(list(scoring.event_key))
+    )
+
+
+def newest_event_date(spark: SparkSession, settings: Settings) -> dt.date | None:
+    scoring = settings.use_case.scoring
+    events = tables.read_table(spark, source_table(settings, scoring.events))
+    return events.agg(F.max(F.to_date(scoring.event_time))).first()[0]
+
+
+def rows_to_score(
+    spark: SparkSession, settings: Settings, scoring_date: dt.date, versions: dict[str, int] | None = None
+) -> tuple[DataFrame, dict[str, int]]:
+    """What a scoring run scores, with its features: every entity as of the start of the date, or (events
+    mode) every event of the date as of its own time, through the as-of join training uses."""
+    scoring = settings.use_case.scoring
+    if scoring is None or scoring.mode == "entities":
+        return scoring_set(spark, settings, dt.datetime.combine(scoring_date, dt.time()), versions)
+    sources, used = feature_sources(spark, settings, versions)
+    return build_training_set(events_on(spark, settings, scoring_date), spine_time(settings), sources), used
 
 
 def registry(spark: SparkSession, settings: Settings) -> DataFrame:

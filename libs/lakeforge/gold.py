@@ -7,8 +7,8 @@ import time
 
 from pyspark.sql import SparkSession
 
-from lakeforge import tables
-from lakeforge.config import Settings, resolve_callable
+from lakeforge import tables, transforms
+from lakeforge.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,6 @@ def run(spark: SparkSession, settings: Settings) -> None:
 def build_table(spark: SparkSession, settings: Settings, name: str) -> None:
     started = time.monotonic()
     gold = settings.use_case.gold[name]
-    transform = resolve_callable(gold.transform)
     inputs = {source: tables.read_table(spark, settings.table("silver", source)) for source in gold.inputs}
-    tables.overwrite(transform(**inputs), settings.table("gold", name))
+    tables.overwrite(transforms.compute(gold, inputs), settings.table("gold", name))
     log.info("gold %s: written in %.1fs", name, time.monotonic() - started)

@@ -118,11 +118,11 @@ def measure_drift(
     training, reference_set = reference_rows(spark, settings, model)
     numeric, categorical = list(training.numeric_features), list(training.categorical_features)
     columns = reference.columns(training)
-    features, _ = feature_store.scoring_set(spark, settings, dt.datetime.combine(scoring_date, dt.time()))
-    entity = feature_store.entity_keys(settings)
+    features, _ = feature_store.rows_to_score(spark, settings, scoring_date)
+    keys = feature_store.prediction_keys(settings)
     current = (
         modeling.model_input(features, training)
-        .join(current_predictions.select(*entity, PREDICTION_COLUMN, "predicted_label"), entity)
+        .join(current_predictions.select(*keys, PREDICTION_COLUMN, "predicted_label"), keys)
         .select(*columns)
     )
     reference_set, current = reference_set.persist(), current.persist()
@@ -212,9 +212,12 @@ def measure_quality(spark: SparkSession, settings: Settings, predictions: DataFr
     labels_config = settings.use_case.features.labels
     target = settings.table("ops", _monitoring(settings).quality_table)
     labels = tables.read_table(spark, settings.table("gold", labels_config.table))
-    labelled = quality.labelled_predictions(
-        predictions, labels, labels_config.entity, labels_config.timestamp, labels_config.label
-    )
+    if settings.use_case.scoring.mode == "events":
+        labelled = quality.labelled_events(predictions, labels, labels_config.entity, labels_config.label)
+    else:
+        labelled = quality.labelled_predictions(
+            predictions, labels, labels_config.entity, labels_config.timestamp, labels_config.label
+        )
     measured = quality.model_quality(labelled).withColumn("measured_at", F.current_timestamp())
     # One row per scoring date and model version: computing the join once and keeping the result on
     # the driver is cheaper than joining again for the MERGE.

@@ -26,6 +26,12 @@ def labelled_predictions(
     return predictions.join(cutoffs, [*entity, "scoring_date"]).drop("_cutoff")
 
 
+def labelled_events(predictions: DataFrame, labels: DataFrame, key: list[str], label: str) -> DataFrame:
+    """Event predictions that have a label by now: joined on the event key, whenever the label arrived."""
+    known = labels.select(*key, F.col(label).cast("double").alias("label")).dropDuplicates(key)
+    return predictions.join(known, key)
+
+
 def _auc_by_group(rows: DataFrame) -> DataFrame:
     """AUC-ROC per group: the chance a positive outscores a negative, ties counting half."""
     by_score = rows.groupBy(*GROUP, "score").agg(F.sum("label").alias("pos"), F.sum(1 - F.col("label")).alias("neg"))

@@ -1,6 +1,7 @@
-"""Batch scoring: the champion scores every entity's features as of a date, distributed.
+"""Batch scoring: the champion scores every entity's features as of a date (or, with `scoring.mode: events`,
+every event of the date with its features as of its own time), distributed.
 
-Features come through `feature_store.scoring_set`, the lookup training uses. A Spark ML champion
+Features come through `feature_store.rows_to_score`, the as-of lookup training uses. A Spark ML champion
 scores with its own `transform`; a scikit-learn champion (single-node engine) through
 `mlflow.pyfunc.spark_udf`. Predictions replace that date's partition (`replaceWhere`), so a rerun
 never duplicates. A missing champion, a stale feature table or rows that do not match the model's
@@ -101,11 +102,12 @@ def check_signature(rows: DataFrame, schema) -> None:
 
 
 def prediction_rows(
-    scored: DataFrame, entity: list[str], scoring_date: dt.date, model_name: str, version: str, run_id: str
+    scored: DataFrame, keys: list[str], scoring_date: dt.date, model_name: str, version: str, run_id: str
 ) -> DataFrame:
-    """The predictions table's columns: the entity key, the date, score and label, and the model."""
+    """The predictions table's columns: the key (entity, or event with its entity and time), the date,
+    score and label, and the model."""
     return scored.select(
-        *entity,
+        *keys,
         F.lit(scoring_date).alias(SCORING_DATE),
         F.col(modeling.SCORE).alias("score"),
         "predicted_label",
@@ -129,27 +131,47 @@ def run(
     name = tracking.registered_model_name(settings)
     champion = tracking.require_version(name, tracking.CHAMPION)
     check_fresh(spark, settings, now)
-    scoring_date = scoring_date or latest_feature_date(spark, settings)
-    as_of = dt.datetime.combine(scoring_date, dt.time())
-    features, _ = feature_store.scoring_set(spark, settings, as_of)
+    scoring_date = scoring_date or default_scoring_date(spark, settings)
+    features, _ = feature_store.rows_to_score(spark, settings, scoring_date)
     rows = modeling.model_input(features, training)
     model_uri = f"models:/{name}/{champion.version}"
     check_signature(rows, mlflow.models.get_model_info(model_uri).signature)
-    entity = feature_store.entity_keys(settings)
+    keys = prediction_columns(settings)
     scored = modeling.score_rows(spark, model_uri, rows, training.decision_threshold)
-    predictions = prediction_rows(scored, entity, scoring_date, name, str(champion.version), champion.run_id)
+    if scoring.mode == "events":
+        scored = scored.withColumnRenamed(feature_store.spine_time(settings), scoring.event_time)
+    predictions = prediction_rows(scored, keys, scoring_date, name, str(champion.version), champion.run_id)
     target = settings.table("gold", scoring.table)
     tables.ensure_schema(spark, settings.schema("gold"))
     tables.replace_partition(predictions, target, SCORING_DATE, scoring_date.isoformat())
-    _register_view(spark, settings, scoring, entity)
+    _register_view(spark, settings, scoring, feature_store.prediction_keys(settings))
     count = tables.read_table(spark, target).where(F.col(SCORING_DATE) == F.lit(scoring_date)).count()
     log.info("score: %d predictions for %s from %s version %s", count, scoring_date, name, champion.version)
     return ScoringResult(target, scoring_date, count, name, str(champion.version), champion.run_id)
 
 
+def prediction_columns(settings: Settings) -> list[str]:
+    """The key columns a prediction row carries: the entity keys, or the event key, entity keys and event time."""
+    scoring = settings.use_case.scoring
+    keys = feature_store.prediction_keys(settings)
+    if scoring.mode == "entities":
+        return keys
+    return [*keys, *[k for k in feature_store.entity_keys(settings) if k not in keys], scoring.event_time]
+
+
+def default_scoring_date(spark: SparkSession, settings: Settings) -> dt.date:
+    """The newest feature date, or (events mode) the date of the newest event."""
+    if settings.use_case.scoring.mode == "entities":
+        return latest_feature_date(spark, settings)
+    newest = feature_store.newest_event_date(spark, settings)
+    if newest is None:
+        raise LakeforgeError(f"the events table {settings.use_case.scoring.events} holds no event to score")
+    return newest
+
+
 def _register_view(spark: SparkSession, settings: Settings, scoring: Scoring, entity: list[str]) -> None:
     predictions = settings.table("gold", scoring.table)
-    entities = feature_store.source_table(settings, scoring.entity_table)
+    entities = feature_store.source_table(settings, scoring.view_table)
     extra = ", ".join(f"e.`{c}`" for c in scoring.entity_columns)
     keys = " AND ".join(f"p.`{k}` = e.`{k}`" for k in entity)
     query = f"SELECT p.*{', ' + extra if extra else ''} FROM {predictions} p LEFT JOIN {entities} e ON {keys}"

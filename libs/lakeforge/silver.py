@@ -87,11 +87,18 @@ def add_expectation_failures(typed: DataFrame, failing: dict[str, Column]) -> Da
 def latest_per_key(tagged: DataFrame, keys: list[str], event_time: str) -> DataFrame:
     """Mark with `_duplicate` every passing row but the latest passing one of its key, by event time.
 
-    Rows with quarantine reasons are never duplicates, and never displace an older row that passed.
+    Ties (and a reference table, whose `event_time` is the ingest time) go to the later ingest, then the
+    file named last, then the later line of that file. Rows with quarantine reasons are never duplicates,
+    and never displace an older row that passed.
     """
     passed = F.size(REASONS) == 0
+    line = F.substring_index("_record_id", "#", -1).cast("long")
     order = Window.partitionBy(*keys).orderBy(
-        passed.desc(), F.col(event_time).desc_nulls_last(), F.col("_ingested_at").desc(), F.col("_record_id").desc()
+        passed.desc(),
+        F.col(event_time).desc_nulls_last(),
+        F.col("_ingested_at").desc(),
+        F.col("_source_file").desc(),
+        line.desc(),
     )
     return tagged.withColumn("_duplicate", passed & (F.row_number().over(order) > 1))
 
@@ -217,7 +224,7 @@ def _refine(
     quarantine_conditions = outcome.quarantine_conditions() if outcome else {}
     tagged = add_expectation_failures(typed, quarantine_conditions)
     try:
-        counts = count_outcomes(tagged, source.key, source.event_time)
+        counts = count_outcomes(tagged, source.key, source.latest_by)
     except AccountingMismatch as exc:
         raise AccountingMismatch(f"silver {name}: {exc}; nothing was written") from exc
     if outcome and outcome.failed_fail_expectations():
@@ -226,7 +233,7 @@ def _refine(
             f"silver {name}: expectations with action 'fail' did not hold: {failed}; nothing was written"
         )
     tables.insert_new(quarantine_rows(tagged, run_id), settings.table("silver", f"{name}_quarantine"), "_record_id")
-    tables.merge_latest(silver_rows(tagged, source.key, source.event_time), target, source.key, source.event_time)
+    tables.merge_latest(silver_rows(tagged, source.key, source.latest_by), target, source.key, source.latest_by)
     if outcome:
         tables.append_idempotent(
             outcome.to_rows(spark, run_id),

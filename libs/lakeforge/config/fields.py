@@ -73,6 +73,35 @@ def check_transform_accepts(reference: str, inputs: list[str], params: dict[str,
         ) from exc
 
 
+def check_sql(statement: str, inputs: list[str], params: dict[str, Any]) -> None:
+    """A query Spark SQL can run over these inputs: one statement that reads (no DDL or DML), every table it
+    names is one of `inputs` (by plain name), and every `:marker` is one of `params` and each param is used.
+    Parsed with sqlglot's Spark dialect, so a mistake fails when config loads, not in the middle of a job."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        statements = [tree for tree in sqlglot.parse(statement, read="spark") if tree is not None]
+    except sqlglot.errors.ParseError as exc:
+        raise ValueError(f"the SQL does not parse: {str(exc).splitlines()[0]}") from exc
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        kinds = ", ".join(type(tree).__name__.upper() for tree in statements) or "nothing"
+        raise ValueError(f"the SQL must be one query (SELECT ...), it is {kinds}")
+    tree = statements[0]
+    named_here = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if table.db or table.catalog:
+            named = table.sql(dialect="spark")
+            raise ValueError(f"the SQL reads {named}: name an input by itself ({', '.join(inputs)})")
+        if table.name not in named_here and table.name not in inputs:
+            raise ValueError(f"the SQL reads '{table.name}', which is not one of its inputs ({', '.join(inputs)})")
+    markers = {placeholder.name for placeholder in tree.find_all(exp.Placeholder)}
+    if markers - set(params):
+        raise ValueError(f"the SQL uses :{', :'.join(sorted(markers - set(params)))}, not given in params")
+    if set(params) - markers:
+        raise ValueError(f"params {', '.join(sorted(set(params) - markers))} are not used by the SQL (as :name)")
+
+
 def _table_reference(reference: str) -> str:
     check_table_reference(reference)
     return reference

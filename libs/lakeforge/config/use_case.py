@@ -19,12 +19,14 @@ from lakeforge.config.fields import (
     KeyColumns,
     Strict,
     TableReference,
+    check_sql,
     check_table_reference,
     check_transform_accepts,
 )
 
 SPARK_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
 ACTIONS = ("warn", "quarantine", "fail")
+INGESTED_AT = "_ingested_at"  # bronze's ingest time, kept in silver
 
 
 class Expectation(Strict):
@@ -47,11 +49,18 @@ class Expectation(Strict):
 
 
 class Source(Strict):
-    """A raw feed landing as files, and the typed silver table it becomes."""
+    """A raw feed landing as files, and the typed silver table it becomes.
+
+    Silver keeps the latest row per key: by `event_time` when the feed has one, else (a reference table
+    such as a product list, sent whole now and then) by when it was ingested, the last file winning.
+    """
 
     format: Literal["csv", "json"]
     key: KeyColumns
-    event_time: str
+    event_time: Identifier | None = None
+    # Which files under `<landing>/<use case>/<source>/` are this source's: a Hadoop glob (`*` within one
+    # folder level, `{a,b}` alternatives). The default is the batch layout `generate-data` writes.
+    files: str = Field(default="*/part-*", min_length=1)
     columns: dict[Identifier, str]
     expectations: list[Expectation] = Field(default_factory=list)
 
@@ -67,7 +76,7 @@ class Source(Strict):
 
     @model_validator(mode="after")
     def _keys_and_time_are_columns(self) -> Source:
-        for column in [*self.key, self.event_time]:
+        for column in [*self.key, *([self.event_time] if self.event_time else [])]:
             if column not in self.columns:
                 raise ValueError(f"'{column}' is used as key or event_time but is not in columns")
         for expectation in self.expectations:
@@ -75,12 +84,54 @@ class Source(Strict):
                 raise ValueError(f"expectation {expectation.name} names column '{expectation.column}', not in columns")
         return self
 
+    @field_validator("files")
+    @classmethod
+    def _files_stay_in_the_source_folder(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/") or "://" in value:
+            raise ValueError(f"'{value}' must be a pattern relative to the source's landing folder")
+        return value
 
-class GoldTable(Strict):
-    """An analyst-facing table computed from silver tables by a named transform."""
+    @property
+    def latest_by(self) -> str:
+        """The column that decides which row of a key is the latest: the event time, or the ingest time."""
+        return self.event_time or INGESTED_AT
 
-    transform: CallableReference
-    inputs: list[str]
+
+class Transformed(Strict):
+    """Rows computed from named inputs: a Python function (`transform: package.module:function`, called with
+    one DataFrame per input and `params` as keywords) or a Spark SQL query (`sql:`) that reads each input
+    by its name and each of `params` as a named marker (`:horizon_days`). Both are checked on load."""
+
+    transform: CallableReference | None = None
+    sql: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def input_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _computation_fits_its_inputs(self) -> Transformed:
+        if (self.transform is None) == (self.sql is None):
+            raise ValueError("give either 'transform' (a Python function) or 'sql' (a Spark SQL query), not both")
+        if self.sql is not None:
+            check_sql(self.sql, self.input_names(), self.params)
+        else:
+            check_transform_accepts(self.transform, self.input_names(), self.params)
+        return self
+
+    @property
+    def computed_by(self) -> str:
+        """What computes the rows, for messages: the function's reference, or `SQL`."""
+        return self.transform or "SQL"
+
+
+class GoldTable(Transformed):
+    """An analyst-facing table computed from silver tables by a transform or a query."""
+
+    inputs: list[Identifier]
+
+    def input_names(self) -> list[str]:
+        return list(self.inputs)
 
 
 class TextPipeline(Strict):
@@ -92,10 +143,10 @@ class TextPipeline(Strict):
     ngrams: int = Field(default=2, ge=1, le=3)
 
 
-class FeatureTable(Strict):
+class FeatureTable(Transformed):
     """A Delta feature table: entity keys, a timestamp key, its sources and the transform computing it.
 
-    The transform takes one DataFrame per source (named after the table) plus `params`, and returns
+    The transform (or query) reads one input per source (named after the table) plus `params`, and returns
     rows keyed by `entity` and `timestamp`. An incremental run recomputes only timestamps from the
     last one already written, reading `lookback_days` of history before it for the windows.
     """
@@ -103,16 +154,13 @@ class FeatureTable(Strict):
     entity: KeyColumns
     timestamp: Identifier
     sources: list[TableReference] = Field(min_length=1)
-    transform: str
-    params: dict[str, Any] = Field(default_factory=dict)
     time_columns: dict[str, Identifier] = Field(default_factory=dict)
     lookback_days: int = Field(default=0, ge=0)
     max_age_hours: float = Field(default=36.0, gt=0)
     text: TextPipeline | None = None
 
     @model_validator(mode="after")
-    def _transform_fits(self) -> FeatureTable:
-        check_transform_accepts(self.transform, self.source_names(), self.params)
+    def _time_columns_name_sources(self) -> FeatureTable:
         for name in self.time_columns:
             if name not in self.source_names():
                 raise ValueError(f"time_columns names '{name}', which is not one of the sources {self.source_names()}")
@@ -121,14 +169,19 @@ class FeatureTable(Strict):
     def source_names(self) -> list[str]:
         return [check_table_reference(reference)[1] for reference in self.sources]
 
+    def input_names(self) -> list[str]:
+        return self.source_names()
+
     def config_hash(self) -> str:
         """A short, stable hash of this table's definition: it changes when the computation does, or what
         is stored (a text table stores TF-IDF vectors since layout 2; a table written before is recomputed)."""
         definition = {**self.model_dump(), "layout": 2}
+        if definition["sql"] is None:  # tables defined before `sql` existed keep their hash
+            del definition["sql"]
         return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class Labels(Strict):
+class Labels(Transformed):
     """How the label table (entity, label time, label) is computed from source tables."""
 
     table: Identifier
@@ -136,13 +189,9 @@ class Labels(Strict):
     timestamp: Identifier
     label: Identifier
     sources: list[TableReference]
-    transform: str
-    params: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _transform_fits(self) -> Labels:
-        check_transform_accepts(self.transform, [check_table_reference(s)[1] for s in self.sources], self.params)
-        return self
+    def input_names(self) -> list[str]:
+        return [check_table_reference(reference)[1] for reference in self.sources]
 
 
 class Features(Strict):
@@ -280,12 +329,42 @@ class Training(Strict):
 
 
 class Scoring(Strict):
-    """Where batch predictions go and the analyst view joining them to the entity table."""
+    """What a scoring run scores, where its predictions go, and the analyst view over them.
 
+    `mode: entities` (default) scores every entity of `features.entities` as of the start of the scoring
+    date, keyed by the entity. `mode: events` scores the rows of the `events` table whose `event_time`
+    falls on the scoring date, each with its features as of its own time (the as-of join training uses,
+    so the labels' timestamp must be the event time), keyed by `event_key`. The view joins predictions to
+    `entity_table` (events mode: the events table unless set) and adds its `entity_columns`.
+    """
+
+    mode: Literal["entities", "events"] = "entities"
     table: Identifier
     view: Identifier
-    entity_table: TableReference
+    entity_table: TableReference | None = None
     entity_columns: list[Identifier] = Field(default_factory=list)
+    events: TableReference | None = None
+    event_key: list[Identifier] = Field(default_factory=list)
+    event_time: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _mode_is_complete(self) -> Scoring:
+        if self.mode == "entities":
+            if self.entity_table is None:
+                raise ValueError("scoring entities needs entity_table (the table the view joins predictions to)")
+            given = [name for name in ("events", "event_time") if getattr(self, name)] + (
+                ["event_key"] * bool(self.event_key)
+            )
+            if given:
+                raise ValueError(f"{', '.join(given)} belong to mode: events")
+        elif not (self.events and self.event_key and self.event_time):
+            raise ValueError("mode: events needs events (a table), event_key (its key columns) and event_time")
+        return self
+
+    @property
+    def view_table(self) -> str:
+        """The table the view joins predictions to."""
+        return self.entity_table or self.events
 
 
 class RetrainingPolicy(Strict):
@@ -353,7 +432,8 @@ class UseCase(Strict):
 
     name: Identifier
     description: str = ""
-    generator: CallableReference
+    # Makes demo data for `generate-data` and `simulate`; a use case of real files needs none.
+    generator: CallableReference | None = None
     sources: dict[Identifier, Source]
     gold: dict[Identifier, GoldTable] = Field(default_factory=dict)
     features: Features | None = None
@@ -371,6 +451,8 @@ class UseCase(Strict):
             labels = [self.features.labels] if self.features.labels else []
             owners = [(n, t.sources) for n, t in self.features.tables.items()]
             owners += [("labels", label.sources) for label in labels] + [("entities", [self.features.entities])]
+            if self.scoring:
+                owners.append(("scoring", [t for t in (self.scoring.entity_table, self.scoring.events) if t]))
             for owner, references in owners:
                 for reference in references:
                     self._check_declared(owner, reference)
@@ -387,6 +469,12 @@ class UseCase(Strict):
         text_table = self.training.text_feature_table
         if text_table and (text_table not in self.features.tables or not self.features.tables[text_table].text):
             raise ValueError(f"training.text_feature_table '{text_table}' is not a feature table with a text pipeline")
+        scoring, labels = self.scoring, self.features.labels
+        if scoring is not None and scoring.mode == "events" and list(labels.entity) != list(scoring.event_key):
+            raise ValueError(
+                f"scoring mode events keys predictions by {scoring.event_key}: the labels must be keyed by it too "
+                f"(labels.entity is {labels.entity}), with the event time as their timestamp"
+            )
         if self.monitoring is not None:
             known = {*self.training.numeric_features, *self.training.categorical_features}
             unknown = sorted(set(self.monitoring.features) - known)
