@@ -9,13 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pyspark.sql import functions as F
 
 from conftest import make_environment
-from lakeforge import bronze, cli, gold, silver, tables, transforms
+from lakeforge import bronze, cli, gold, silver
 from lakeforge.config import Settings, load_use_case
 from lakeforge.errors import ConfigError
-from lakeforge.usecases import churn
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -63,8 +61,8 @@ OWN = {
 
 
 def _write_config(tmp_path: Path, data: dict) -> Path:
-    (tmp_path / "usecases").mkdir(exist_ok=True)
-    (tmp_path / "envs").mkdir(exist_ok=True)
+    (tmp_path / "usecases").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "envs").mkdir(parents=True, exist_ok=True)
     (tmp_path / "usecases" / f"{data['name']}.yml").write_text(yaml.safe_dump(data, sort_keys=False))
     (tmp_path / "envs" / "local.yml").write_text((CONF / "envs" / "local.yml").read_text())
     return tmp_path
@@ -182,71 +180,6 @@ def test_files_in_their_own_layout_land_and_a_reference_table_keeps_the_latest_i
         "s2": (0, None),
         "s3": (0, None),
     }
-
-
-DAILY_REVENUE_SQL = """
-SELECT to_date(order_ts) AS order_date,
-       count(*) AS orders,
-       count(DISTINCT customer_id) AS active_customers,
-       round(sum(CASE WHEN status IN ('completed', 'shipped') THEN amount ELSE 0.0 END), 2) AS revenue
-FROM orders
-GROUP BY to_date(order_ts)
-"""
-
-CHURN_LABELS_SQL = """
-WITH bounds AS (
-  SELECT date_sub(to_date(max(recorded_at)), :horizon_days + :label_delay_days) AS last_cutoff
-  FROM cancellations
-),
-cutoffs AS (
-  SELECT explode(sequence(to_date(:first_cutoff), last_cutoff, make_interval(0, 0, 0, :every_days))) AS cutoff
-  FROM bounds
-  WHERE last_cutoff >= to_date(:first_cutoff)
-)
-SELECT c.customer_id,
-       to_timestamp(k.cutoff) AS label_ts,
-       CAST(x.cancelled_at IS NOT NULL
-            AND x.cancelled_at < to_timestamp(k.cutoff) + make_interval(0, 0, 0, :horizon_days) AS INT) AS churned
-FROM customers c
-CROSS JOIN cutoffs k
-LEFT JOIN cancellations x ON x.customer_id = c.customer_id
-WHERE c.signup_date < k.cutoff AND (x.cancelled_at IS NULL OR x.cancelled_at >= to_timestamp(k.cutoff))
-"""
-
-
-def _same_rows(left, right) -> None:
-    assert left.columns == right.columns
-    assert left.exceptAll(right).count() == 0 and right.exceptAll(left).count() == 0
-
-
-def test_sql_transforms_give_the_rows_of_the_python_ones_they_replace(spark, churn_features):
-    """Churn's daily revenue and its labels, declared in SQL in a config, against the Python transforms."""
-    settings = churn_features
-    in_sql = load_use_case(
-        "churn",
-        overrides={
-            "gold.daily_revenue.transform": "null",
-            "gold.daily_revenue.sql": json.dumps(DAILY_REVENUE_SQL),
-            "features.labels.transform": "null",
-            "features.labels.sql": json.dumps(CHURN_LABELS_SQL),
-        },
-    )
-
-    def silver_table(name):
-        return tables.read_table(spark, settings.table("silver", name))
-
-    orders = {"orders": silver_table("orders")}
-    revenue = transforms.compute(in_sql.gold["daily_revenue"], orders)
-    _same_rows(revenue, churn.daily_revenue(**orders))
-    assert revenue.count() > 30 and revenue.where(F.col("revenue") > 0).count() > 30
-
-    labels = in_sql.features.labels
-    inputs = {"customers": silver_table("customers"), "cancellations": silver_table("cancellations")}
-    from_sql = transforms.compute(labels, inputs)
-    _same_rows(from_sql, churn.churn_labels(**inputs, **labels.params))
-    assert from_sql.where("churned = 1").count() > 0 and from_sql.where("churned = 0").count() > 0
-    # The inputs were views only while Spark analysed the query.
-    assert not {t.name for t in spark.catalog.listTables() if t.isTemporary} & {"orders", "customers", "cancellations"}
 
 
 def _someones_files(root: Path) -> Path:

@@ -92,13 +92,15 @@ def latest_per_key(tagged: DataFrame, keys: list[str], event_time: str) -> DataF
     and never displace an older row that passed.
     """
     passed = F.size(REASONS) == 0
-    line = F.substring_index("_record_id", "#", -1).cast("long")
+    # `_record_id` is `<file>#<position>`: the file, then the position as a number ("#10" after "#9").
+    file, line = F.substring_index("_record_id", "#", 1), F.substring_index("_record_id", "#", -1).try_cast("long")
     order = Window.partitionBy(*keys).orderBy(
         passed.desc(),
         F.col(event_time).desc_nulls_last(),
         F.col("_ingested_at").desc(),
-        F.col("_source_file").desc(),
-        line.desc(),
+        file.desc(),
+        line.desc_nulls_last(),
+        F.col("_record_id").desc(),
     )
     return tagged.withColumn("_duplicate", passed & (F.row_number().over(order) > 1))
 

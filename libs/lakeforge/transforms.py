@@ -5,12 +5,17 @@ a Spark SQL query that reads each input by its name, with params as named marker
 For a query the inputs become temporary views of those names only while Spark analyses it: the
 DataFrame it returns holds their plans, not the names. One query is analysed at a time (gold tables
 are built concurrently, and two may read an input of the same name).
+
+Markers are replaced by SQL literals here, not bound by Spark: with Delta 4.4.0's session extension,
+`spark.sql(query, args=...)` fails with UNBOUND_SQL_PARAMETER (the markers survive its analysis).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -32,11 +37,46 @@ def compute(spec: Transformed, inputs: dict[str, DataFrame]) -> DataFrame:
 def run_sql(statement: str, inputs: dict[str, DataFrame], params: dict | None = None) -> DataFrame:
     """A query over `inputs`, each readable by its name, with `params` bound to its `:name` markers."""
     spark = next(iter(inputs.values())).sparkSession if inputs else SparkSession.active()
+    query = bind_params(statement, params or {})
     with _VIEWS:
         for name, rows in inputs.items():
             rows.createOrReplaceTempView(name)
         try:
-            return spark.sql(statement, args=params or None)
+            return spark.sql(query)
         finally:
             for name in inputs:
                 spark.catalog.dropTempView(name)
+
+
+def sql_literal(value: Any) -> str:
+    """A param as a Spark SQL literal: numbers, strings (escaped), booleans, dates, timestamps, null, lists."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP'{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE'{value.isoformat()}'"
+    if isinstance(value, list | tuple):
+        return f"array({', '.join(sql_literal(item) for item in value)})"
+    raise ValueError(f"a SQL param cannot be {value!r}: give a number, string, boolean, date or list")
+
+
+def bind_params(statement: str, params: dict[str, Any]) -> str:
+    """The statement with each `:name` marker of `params` replaced by its literal; strings, comments and
+    the `::` cast are left alone (the statement is tokenized, not searched)."""
+    from sqlglot.dialects.spark import Spark
+    from sqlglot.tokens import TokenType
+
+    tokens = Spark().tokenize(statement)
+    pieces, position = [], 0
+    for colon, name in zip(tokens, tokens[1:], strict=False):
+        if colon.token_type == TokenType.COLON and name.start == colon.end + 1 and name.text in params:
+            pieces += [statement[position : colon.start], sql_literal(params[name.text])]
+            position = name.end + 1
+    return "".join(pieces) + statement[position:]
