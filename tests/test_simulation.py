@@ -20,14 +20,14 @@ from lakeforge.errors import LakeforgeError
 SEED = 11
 ROWS = 7200
 DRIFT_FROM = 2
-DAYS = 8
-# Daily label cutoffs counting cancellations over the next 2 days, recorded at most a day late: labels
+DAYS = 7
+# Daily label cutoffs counting cancellations over the next 2 days, recorded the day they happen: labels
 # from after the rise exist days after it, not the six weeks of the demo's weekly 28-day horizon.
-RECORD_DELAY_DAYS = 1
+RECORD_DELAY_DAYS = 0
 SHORT_LABELS = {
     "features.labels.params.every_days": "1",
     "features.labels.params.horizon_days": "2",
-    "features.labels.params.label_delay_days": "1",
+    "features.labels.params.label_delay_days": "0",
 }
 # The newest two cutoffs test, the one before validates, the 14 before that train: a retrain learns
 # from recent weeks, where the cutoffs after the rise weigh.
