@@ -7,6 +7,7 @@ import argparse
 import copy
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,39 @@ def test_logging_is_configured_once_however_often_it_is_asked():
     assert logger.level == logging.DEBUG and not logger.propagate
     configure_logging()
     assert logger.level == logging.INFO
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--use-case", "../../etc/passwd"], "error: --use-case: key '../../etc/passwd': the name of a file in "),
+        (["--use-case", "churn", "--env", "loc al"], "error: --env: key 'loc al': the name of a file in "),
+    ],
+)
+def test_a_name_that_is_not_a_config_file_is_one_line_before_spark(args, expected, capsys):
+    assert cli.main(["run", "ingest", *args]) == cli.EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and err.count("\n") == 1 and "not a valid identifier" in err
+
+
+def test_side_files_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The champion and decision files the DAG branches on: a write that dies leaves the old file and no
+    temporary one; every side file of the package goes through `atomic.write_text`."""
+    from lakeforge import atomic
+
+    target = tmp_path / "ops" / "decision.json"
+    atomic.write_text(target, '{"retrain": false}')
+    assert target.read_text() == '{"retrain": false}'
+
+    def dies(source, destination):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(atomic.os, "replace", dies)
+    with pytest.raises(OSError, match="disk gone"):
+        atomic.write_text(target, '{"retrain": true}')
+    assert target.read_text() == '{"retrain": false}' and sorted(p.name for p in target.parent.iterdir()) == [
+        "decision.json"
+    ]
+    package = REPO / "libs" / "lakeforge"
+    writers = {p.name for p in package.rglob("*.py") if re.search(r"(?<!atomic)\.write_text\(", p.read_text())}
+    assert writers == set(), writers

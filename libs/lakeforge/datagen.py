@@ -17,6 +17,7 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakeforge import atomic
 from lakeforge.config import Source, UseCase, resolve_callable
 from lakeforge.errors import LakeforgeError
 
@@ -215,5 +216,5 @@ def generate_batch(spark: SparkSession, use_case: UseCase, landing: str, spec: B
         manifest[name]["duplicate_copy"] = sum(r["count"] for r in counts if r["_defect"] == "duplicate_copy")
         manifest[name]["late_update"] = sum(r["count"] for r in counts if r["_late"] and r["_defect"] is None)
         rows.unpersist()
-        Path(folder, "_manifest.json").write_text(json.dumps(manifest[name], indent=2))
+        atomic.write_text(Path(folder, "_manifest.json"), json.dumps(manifest[name], indent=2))
     return manifest

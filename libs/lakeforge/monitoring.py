@@ -30,7 +30,7 @@ import mlflow
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from lakeforge import drift, feature_store, modeling, quality, reference, tables, tracking, training_data
+from lakeforge import atomic, drift, feature_store, modeling, quality, reference, tables, tracking, training_data
 from lakeforge.config import Monitoring, Settings, Training
 from lakeforge.errors import LakeforgeError, MissingPredictions
 from lakeforge.platforms import Platform
@@ -290,7 +290,7 @@ def record_outcome(spark: SparkSession, settings: Settings, result: MonitorResul
         "outcome": outcome,
         "model_version": result.model_version,
     }
-    path.write_text(json.dumps(record, indent=2))
+    atomic.write_text(path, json.dumps(record, indent=2))
 
 
 def publish_task_value(settings: Settings, decision: RetrainingDecision) -> bool:

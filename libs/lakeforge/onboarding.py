@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakeforge import atomic
 from lakeforge.config import IDENTIFIER_PATTERN, check_identifier
 from lakeforge.errors import LakeforgeError
 
@@ -238,8 +239,7 @@ def init_use_case(
     if invalid:
         raise OnboardingError(f"source folder names {invalid} are not plain identifiers: rename them")
     guesses = [guess_source(spark, folder.name, folder) for folder in folders]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render(name, guesses))
+    atomic.write_text(target, render(name, guesses))
     if landing is not None:
         for folder in folders:
             shutil.copytree(folder, Path(landing) / name / folder.name, dirs_exist_ok=True)

@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from lakeforge import atomic
 from lakeforge.config import Environment
 from lakeforge.errors import JavaMissingError
 
@@ -99,7 +100,7 @@ def write_spark_defaults(conf: dict[str, str], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "spark-defaults.conf"
     lines = [f"{key} {value}" for key, value in conf.items() if key != "spark.app.name"]
-    target.write_text("\n".join(lines) + "\n")
+    atomic.write_text(target, "\n".join(lines) + "\n")
     return target
 
 

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame
 
+from lakeforge import atomic
 from lakeforge.config import Settings
 from lakeforge.errors import ModelNotFound
 from lakeforge.platforms import Platform
@@ -125,7 +126,6 @@ def export_champion(settings: Settings, name: str) -> None:
     if champion is None:
         path.unlink(missing_ok=True)
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps({"model_name": name, "version": str(champion.version), "run_id": champion.run_id}, indent=2)
+    atomic.write_text(
+        path, json.dumps({"model_name": name, "version": str(champion.version), "run_id": champion.run_id}, indent=2)
     )

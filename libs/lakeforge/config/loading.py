@@ -32,12 +32,20 @@ def available(kind: str) -> list[str]:
     return sorted(path.stem for path in (conf_dir() / kind).glob("*.yml"))
 
 
+def _config_file(kind: str, option: str, name: str, directory: Path | None) -> Path:
+    folder = (directory or conf_dir()) / kind
+    try:
+        return folder / f"{check_identifier(name)}.yml"
+    except ValueError as exc:
+        raise ConfigError(option, name, f"the name of a file in {folder} ({exc})") from None
+
+
 def use_case_path(name: str, directory: Path | None = None) -> Path:
-    return (directory or conf_dir()) / "usecases" / f"{check_identifier(name)}.yml"
+    return _config_file("usecases", "--use-case", name, directory)
 
 
 def environment_path(name: str, directory: Path | None = None) -> Path:
-    return (directory or conf_dir()) / "envs" / f"{check_identifier(name)}.yml"
+    return _config_file("envs", "--env", name, directory)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
