@@ -527,3 +527,41 @@ def test_bundle_and_workflows_hold_no_secrets(bundle):
 )
 def test_secret_check_finds_a_leak(leak):
     assert secrets_in(leak) != []
+
+
+def workflow_problems(workflow: dict) -> list[str]:
+    """Jobs that read a PROD_* secret outside the `prod` environment, and actions not pinned to a commit."""
+    problems = []
+    for name, job in (workflow.get("jobs") or {}).items():
+        environment = job.get("environment")
+        environment = environment.get("name") if isinstance(environment, dict) else environment
+        if "secrets.PROD_" in yaml.safe_dump(job) and environment != "prod":
+            problems.append(f"job {name} reads a PROD_* secret without environment: prod")
+        for step in job.get("steps") or []:
+            action = step.get("uses", "")
+            if action and not action.startswith("./") and not re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", action):
+                problems.append(f"job {name} uses {action}: pin it to a commit SHA")
+    return problems
+
+
+def test_prod_credentials_stay_behind_the_prod_environment_and_actions_are_pinned():
+    workflows = sorted(WORKFLOWS.glob("*.yml"))
+    assert {p.name for p in workflows} == {"ci.yml", "deploy.yml"}
+    for path in workflows:
+        assert workflow_problems(yaml.safe_load(path.read_text())) == [], path
+    ci = yaml.safe_load((WORKFLOWS / "ci.yml").read_text())
+    assert ci["jobs"]["validate-prod"]["if"] == "github.event_name != 'pull_request'"
+
+
+@pytest.mark.parametrize(
+    ("job", "problem"),
+    [
+        ({"steps": [{"run": "x", "env": {"T": "${{ secrets.PROD_DATABRICKS_TOKEN }}"}}]}, "without environment: prod"),
+        ({"environment": "staging", "env": {"T": "${{ secrets.PROD_X }}"}, "steps": []}, "without environment: prod"),
+        ({"steps": [{"uses": "actions/checkout@v4"}]}, "pin it to a commit SHA"),
+        ({"steps": [{"uses": "databricks/setup-cli@main"}]}, "pin it to a commit SHA"),
+    ],
+)
+def test_the_workflow_check_finds_each_kind_of_problem(job, problem):
+    assert [p for p in workflow_problems({"jobs": {"j": job}}) if problem in p]
+    assert workflow_problems({"jobs": {"j": {**job, "environment": {"name": "prod"}}}}) == [] or "pin" in problem
