@@ -76,6 +76,9 @@ ensure_owner() {
   fi
   mkdir -p "$PG_SOCKET_DIR"
   chown "$PG_OS_USER" "$PG_HOME" "$PG_SOCKET_DIR"
+  # LAKEFORGE_HOME is owner-only (0700): the cluster's user may pass through it to its own folder (o+x:
+  # search, no listing); every other folder in it stays 0700.
+  chmod o+x "$LAKEFORGE_HOME"
   if [ -d "$PG_DATA" ]; then chown -R "$PG_OS_USER" "$PG_DATA"; fi
   runuser -u "$PG_OS_USER" -- test -w "$PG_HOME" \
     || die "user '$PG_OS_USER' cannot reach $PG_HOME: make the folders above it searchable (chmod o+x) or set LAKEFORGE_HOME elsewhere"

@@ -218,3 +218,22 @@ def test_side_files_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     package = REPO / "libs" / "lakeforge"
     writers = {p.name for p in package.rglob("*.py") if re.search(r"(?<!atomic)\.write_text\(", p.read_text())}
     assert writers == set(), writers
+
+
+def test_a_local_home_is_owner_only_and_so_is_what_spark_writes_there(tmp_path, monkeypatch):
+    import stat
+
+    from lakeforge.platforms import private_home
+
+    monkeypatch.setenv("LAKEFORGE_HOME", str(tmp_path / "home"))
+    before = os.umask(0o022)
+    try:
+        home = private_home()
+        assert home == tmp_path / "home" and stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert os.umask(0o077) == 0o077, "the JVM a local session starts inherits an owner-only umask"
+        (home / "landing").mkdir()
+        (home / "landing" / "emails.csv").write_text("a@b.c\n")
+        assert stat.S_IMODE((home / "landing").stat().st_mode) == 0o700
+        assert stat.S_IMODE((home / "landing" / "emails.csv").stat().st_mode) == 0o600
+    finally:
+        os.umask(before)
