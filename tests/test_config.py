@@ -74,8 +74,8 @@ def test_model_names_follow_the_registry():
     assert registered_model_name(load_settings("churn", "databricks")) == "lakeforge.models.churn_classifier"
 
 
-def _drop_event_time(data):
-    del data["sources"]["orders"]["event_time"]
+def _drop_key(data):
+    del data["sources"]["orders"]["key"]
 
 
 def _bad_type(data):
@@ -103,6 +103,10 @@ def _missing_transform(data):
 
 
 def _unknown_input(data):
+    data["gold"]["daily_revenue"] = {"inputs": ["payments"], "sql": "SELECT count(*) AS n FROM payments"}
+
+
+def _transform_input_mismatch(data):
     data["gold"]["daily_revenue"]["inputs"] = ["payments"]
 
 
@@ -178,18 +182,19 @@ def _policy_bad_on_drift(data):
         (_policy_bad_on_drift, "monitoring.retraining.on_drift", "'retrain' or 'alert'"),
         (_feature_source_missing, "<root>", "'customer_profile' reads gold.customers, but no gold table 'customers'"),
         (_feature_source_bad_layer, "features.tables.customer_activity.sources.0", "must look like 'layer.table'"),
-        (_feature_transform_missing, "features.tables.ticket_text", "no function 'no_text_here'"),
+        (_feature_transform_missing, "features.tables.ticket_text.transform", "no function 'no_text_here'"),
         (_feature_param_unknown, "features.tables.customer_activity", "cannot be called with inputs"),
         (_feature_time_column_unknown_source, "features.tables.customer_activity", "time_columns names 'payments'"),
         (_labels_source_missing, "<root>", "'labels' reads gold.cancellations, but no gold table 'cancellations'"),
         (_labels_source_unexpected, "features.labels", "cannot be called with inputs"),
-        (_drop_event_time, "sources.orders.event_time", "Field required"),
+        (_drop_key, "sources.orders.key", "Field required"),
         (_bad_type, "sources.orders.columns", "has type 'money'"),
         (_reserved_column, "sources.orders.columns", "'_source_file' starts with '_'"),
         (_injection, "sources.orders; DROP TABLE x", "not a valid identifier"),
         (_bad_action, "sources.orders.expectations.0.action", "'warn', 'quarantine' or 'fail'"),
         (_missing_transform, "gold.daily_revenue.transform", "no function 'no_such_function'"),
         (_unknown_input, "<root>", "reads 'payments', which is not a source"),
+        (_transform_input_mismatch, "gold.daily_revenue", "cannot be called with inputs ['payments']"),
         (_typo_key, "sources.orders.columns", "Field required"),
     ],
 )
