@@ -223,7 +223,7 @@ def test_side_files_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
 def test_a_local_home_is_owner_only_and_so_is_what_spark_writes_there(tmp_path, monkeypatch):
     import stat
 
-    from lakeforge.platforms import private_home
+    from lakeforge.session import private_home
 
     monkeypatch.setenv("LAKEFORGE_HOME", str(tmp_path / "home"))
     before = os.umask(0o022)

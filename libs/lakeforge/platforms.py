@@ -15,11 +15,10 @@ import datetime as dt
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lakeforge import session
-from lakeforge.config import Environment, lakeforge_home
+from lakeforge.config import Environment
 from lakeforge.errors import LakeforgeError
 
 log = logging.getLogger(__name__)
@@ -46,18 +45,6 @@ def dbutils() -> Any | None:
     return runtime_dbutils
 
 
-def private_home() -> Path:
-    """LAKEFORGE_HOME created owner-only (0700) when missing, and this process's umask narrowed to 077 before
-    a local Spark starts: the JVM inherits it, so the landing files, tables, metastore and MLflow store it
-    writes are readable by this user alone. (A home that exists keeps its mode: the PostgreSQL metastore
-    script adds o+x, search without listing, for its own user.)"""
-    home = lakeforge_home()
-    if not home.exists():
-        home.mkdir(parents=True, mode=0o700)
-    os.umask(0o077)
-    return home
-
-
 @dataclass(frozen=True)
 class Platform:
     env: Environment
@@ -81,13 +68,13 @@ class Platform:
 
     def session(self, app_name: str = "lakeforge"):
         """The SparkSession: the runtime's on Databricks, else one configured by `session.build_session`
-        (locally, after making LAKEFORGE_HOME owner-only: see `private_home`)."""
+        (locally, after making LAKEFORGE_HOME owner-only: see `session.private_home`)."""
         if self.kind == "databricks":
             from pyspark.sql import SparkSession
 
             return SparkSession.builder.getOrCreate()
         if self.kind == "local":
-            private_home()
+            session.private_home()
         return session.build_session(self.env, app_name, self.master)
 
     def experiment_name(self, name: str) -> str:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from lakeforge import atomic
-from lakeforge.config import Environment
+from lakeforge.config import Environment, lakeforge_home
 from lakeforge.errors import JavaMissingError
 
 DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.4.0"
@@ -104,10 +104,23 @@ def write_spark_defaults(conf: dict[str, str], folder: Path) -> Path:
     return target
 
 
+def private_home() -> Path:
+    """LAKEFORGE_HOME created owner-only (0700) when missing, so that no other local user reaches the landing
+    files, tables, metastore or MLflow store under it, and this process's umask narrowed to 077 (what
+    Python writes there is 0600; Spark's Hadoop file system still writes 0644, unreachable through the
+    0700 home). A home that exists keeps its mode; the PostgreSQL metastore script adds o+x for its user."""
+    home = lakeforge_home()
+    if not home.exists():
+        home.mkdir(parents=True, mode=0o700)
+    os.umask(0o077)
+    return home
+
+
 def resolve_jars() -> None:
     """Start and stop a local session once, so Spark downloads the jars into its Ivy cache."""
     from lakeforge.config import load_environment
 
+    private_home()
     env = load_environment("local")
     build_session(env, "lakeforge-resolve-jars", env.spark.master or "local[*]").stop()
 
