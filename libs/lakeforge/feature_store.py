@@ -338,7 +338,7 @@ def write_labels(spark: SparkSession, settings: Settings) -> None:
     }
     rows = transforms.compute(labels, inputs)
     # Labels keyed by an event carry the entity keys the feature tables are joined on.
-    keys = [*labels.entity, *[key for key in entity_keys(settings) if key not in labels.entity]]
+    keys = with_entity_keys(settings, labels.entity)
     missing = [c for c in [*keys, labels.timestamp, labels.label] if c not in rows.columns]
     if missing:
         raise FeatureDefinitionError(f"{labels.computed_by} returned no column(s) {missing} for the label table")
@@ -376,6 +376,12 @@ def entity_keys(settings: Settings) -> list[str]:
     return sorted({key for table in _features(settings).tables.values() for key in table.entity})
 
 
+def with_entity_keys(settings: Settings, keys: list[str]) -> list[str]:
+    """`keys` (an event's key, say) followed by the feature tables' entity keys not among them: the columns a
+    row needs to be joined to every feature table."""
+    return [*keys, *[key for key in entity_keys(settings) if key not in keys]]
+
+
 def scoring_set(
     spark: SparkSession, settings: Settings, as_of: dt.datetime, versions: dict[str, int] | None = None
 ) -> tuple[DataFrame, dict[str, int]]:
@@ -402,7 +408,7 @@ def prediction_keys(settings: Settings) -> list[str]:
 def events_on(spark: SparkSession, settings: Settings, scoring_date: dt.date) -> DataFrame:
     """The events of one date (by their event time), one row per event key, with their entity keys and time."""
     scoring = settings.use_case.scoring
-    keys = [*scoring.event_key, *[key for key in entity_keys(settings) if key not in scoring.event_key]]
+    keys = with_entity_keys(settings, scoring.event_key)
     events = tables.read_table(spark, source_table(settings, scoring.events))
     missing = [column for column in [*keys, scoring.event_time] if column not in events.columns]
     if missing:

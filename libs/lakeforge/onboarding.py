@@ -47,7 +47,6 @@ class SourceGuess:
     columns: dict[str, str]
     key: list[str]
     event_time: str | None
-    rows_sampled: int
     notes: list[str] = field(default_factory=list)
 
 
@@ -170,7 +169,7 @@ def guess_source(spark: SparkSession, name: str, folder: Path) -> SourceGuess:
     nested = [f.name for f in sample.schema.fields if isinstance(f.dataType, T.StructType | T.ArrayType | T.MapType)]
     if nested:
         notes.append(f"nested JSON kept as a string of JSON: {', '.join(nested)}")
-    return SourceGuess(name, source_format, landing_pattern(folder, files), columns, key, event_time, rows, notes)
+    return SourceGuess(name, source_format, landing_pattern(folder, files), columns, key, event_time, notes)
 
 
 def _scalar(value: str) -> str:

@@ -156,7 +156,7 @@ def prediction_columns(settings: Settings) -> list[str]:
     keys = feature_store.prediction_keys(settings)
     if scoring.mode == "entities":
         return keys
-    return [*keys, *[k for k in feature_store.entity_keys(settings) if k not in keys], scoring.event_time]
+    return [*feature_store.with_entity_keys(settings, keys), scoring.event_time]
 
 
 def default_scoring_date(spark: SparkSession, settings: Settings) -> dt.date:
