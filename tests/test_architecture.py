@@ -10,6 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "libs" / "lakeforge"
 # Stages of the model half in data-flow order; each may import earlier ones only.
 MODEL_STAGES = ["training_data", "training", "gate", "scoring", "monitoring"]
+# The data half, landing to features, in the same order.
+DATA_STAGES = ["landing", "bronze", "silver", "gold", "feature_store"]
 ABOVE_THE_STAGES = {"pipeline", "simulation", "cli"}
 # What the gate and the monitor share: the monitoring reference the gate saves and the monitor reads.
 SHARED_BY_STAGES = {"reference"}
@@ -60,6 +62,12 @@ def _imports(tree: ast.AST) -> set[str]:
 @pytest.mark.parametrize("stage", MODEL_STAGES)
 def test_no_model_stage_imports_a_later_stage_or_the_layer_above(stage):
     later = set(MODEL_STAGES[MODEL_STAGES.index(stage) + 1 :]) | ABOVE_THE_STAGES
+    assert lakeforge_imports(stage) & later == set()
+
+
+@pytest.mark.parametrize("stage", DATA_STAGES)
+def test_no_data_stage_imports_a_later_stage(stage):
+    later = set(DATA_STAGES[DATA_STAGES.index(stage) + 1 :]) | set(MODEL_STAGES) | ABOVE_THE_STAGES
     assert lakeforge_imports(stage) & later == set()
 
 
@@ -122,4 +130,4 @@ def test_no_module_shadows_the_standard_library():
 def test_config_is_a_package_that_imports_only_shared_helpers():
     """Use-case schema, environment schema and loading, each its own module; no stage, no validation."""
     assert {path.stem for path in _sources("config")} >= {"fields", "use_case", "environment", "settings", "loading"}
-    assert lakeforge_imports("config") == {"errors", "table_ref"}
+    assert lakeforge_imports("config") == {"errors", "globs", "table_ref"}

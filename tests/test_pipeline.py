@@ -215,21 +215,6 @@ def test_fail_expectation_stops_before_writing(spark, tmp_path, environment_for)
         assert not tables.table_exists(spark, settings.table(layer, name))
 
 
-def test_csv_header_change_stops_ingestion_and_writes_nothing(spark, tmp_path, environment_for):
-    use_case = load_use_case("churn")
-    use_case = use_case.model_copy(
-        update={"sources": {"cancellations": use_case.sources["cancellations"]}, "gold": {}, **NO_MODELS}
-    )
-    settings = Settings(use_case=use_case, env=environment_for(tmp_path, "header"))
-    batch = Path(settings.env.path("landing")) / "churn" / "cancellations" / "batch_00000"
-    batch.mkdir(parents=True)
-    (batch / "part-00000.csv").write_text("recorded_at,customer_id,cancelled_at\n2026-03-01,C1,2026-02-01\n")
-    with pytest.raises(Exception, match="CSV header does not conform to the schema"):
-        bronze.run(spark, settings)
-    table = settings.table("bronze", "cancellations")
-    assert not tables.table_exists(spark, table) or spark.read.table(table).count() == 0
-
-
 def test_keys_that_cannot_be_columns_are_rescued_in_bronze(spark, tmp_path, environment_for):
     """Silver ignores `_rescued_data` like every `_` column: the medallion above runs with it on every JSON table."""
     use_case = load_use_case("churn")

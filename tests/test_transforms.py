@@ -50,10 +50,10 @@ def test_parse_json_lines_keeps_new_keys_and_malformed_text(spark):
     assert bronze.json_keys(lines) == ["amount", "coupon", "order_id"]
     parsed = bronze.parse_json_lines(lines, ["order_id", "amount", "coupon"])
     assert [tuple(r) for r in parsed.orderBy("_source_file").collect()] == [
-        ("O1", "12.5", "X", None, None, "f1"),
-        (None, None, None, '{"order_id": "O2", "amo', None, "f2"),
-        (None, None, None, "[1, 2]", None, "f3"),
-        ("O4", '{"value":3}', None, None, None, "f4"),
+        ("O1", "12.5", "X", None, None, None, "f1"),
+        (None, None, None, '{"order_id": "O2", "amo', None, None, "f2"),
+        (None, None, None, "[1, 2]", None, None, "f3"),
+        ("O4", '{"value":3}', None, None, None, ["amount"], "f4"),  # kept as text, named as nested
     ]
 
 
@@ -83,10 +83,11 @@ def test_parse_json_lines_rescues_values_of_keys_that_cannot_be_columns(spark):
             None,
             None,
             '{"Amount":"3","_record_id":"x","first name":"{\\"a\\":[1]}","_corrupt_record":"c"}',
+            None,
             "f1",
         ),
-        ("O2", "4", None, None, "f2"),
-        (None, None, '{"order_id": "O3", "Amount": ', None, "f3"),
+        ("O2", "4", None, None, None, "f2"),
+        (None, None, '{"order_id": "O3", "Amount": ', None, None, "f3"),
     ]
 
 

@@ -29,6 +29,15 @@ class ValidationFailed(LakeforgeError):
     """An expectation whose action is `fail` did not hold; nothing was written."""
 
 
+class LandingIncomplete(LakeforgeError):
+    """A strict source left a file unread (it could not be read, or no pattern matches it); every other file
+    landed, and `reports` says what each source did."""
+
+    def __init__(self, message: str, reports: dict | None = None) -> None:
+        super().__init__(message)
+        self.reports = reports or {}
+
+
 class AccountingMismatch(LakeforgeError):
     """Rows read from bronze do not add up to rows merged, quarantined and collapsed."""
 

@@ -80,6 +80,9 @@ def build_session(env: Environment, app_name: str, master: str | None):
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     _silence(spark, HIVE_FALSE_ALARM)
+    if spark.sparkContext.master.startswith("local"):
+        for logger in TASK_FAILURE_COPIES:
+            _silence(spark, logger)
     return spark
 
 
@@ -88,6 +91,17 @@ def build_session(env: Environment, app_name: str, master: str | None):
 # table", then Spark stores the schema in its own format, as it does for every Delta table. The write
 # succeeded: the line is a false alarm on every run, so this one logger is turned off.
 HIVE_FALSE_ALARM = "org.apache.hadoop.hive.metastore.HiveAlterHandler"
+
+
+# In local mode the executor runs inside the driver, and a failed task's error is the failed job's error the
+# driver receives (and the CLI prints in one line, or whole with -v). The executor's, the scheduler's and
+# Delta's writer's own copies of its stack trace would print it three times more: a file the ingest rejects
+# (and lands the rest of its batch without) would fill a screen.
+TASK_FAILURE_COPIES = (
+    "org.apache.spark.executor.Executor",
+    "org.apache.spark.scheduler.TaskSetManager",
+    "org.apache.spark.sql.delta.files.DeltaFileFormatWriter",
+)
 
 
 def _silence(spark, logger: str) -> None:

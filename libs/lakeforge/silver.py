@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakeforge import tables, validation
-from lakeforge.bronze import CORRUPT, RESCUED
+from lakeforge.bronze import CORRUPT, NESTED, ORIGINAL_BYTES, RESCUED
 from lakeforge.config import Settings, Source
 from lakeforge.errors import AccountingMismatch, ValidationFailed
 
@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 REASONS = "_quarantine_reasons"
 MALFORMED = "malformed_record"
+INVALID_ENCODING = "invalid_encoding"
+# Bronze columns a quarantined row keeps (what bronze rescued, the bytes as they arrived), when bronze has them.
+KEPT_FOR_QUARANTINE = (RESCUED, ORIGINAL_BYTES)
 AUDIT_TABLE = "run_audit"
 RESULTS_TABLE = "validation_results"
 
@@ -43,22 +46,27 @@ class SilverCounts:
 def type_columns(bronze_rows: DataFrame, source: Source) -> DataFrame:
     """Cast the declared string columns to their types and list why a row cannot be typed.
 
-    Adds `_quarantine_reasons`: `malformed_record` for unparseable lines, `cast_failed:<column>`
-    where a value is present but not of the declared type. The values as they arrived stay in `_raw`.
+    Adds `_quarantine_reasons`: `malformed_record` for unparseable lines, `invalid_encoding` for a row whose
+    bytes were not valid UTF-8 (kept in `_original_bytes`), `cast_failed:<column>` where a value is present
+    but not of the declared type, a JSON object or array among them. The values as they arrived stay in `_raw`.
     """
-    reasons: list[Column] = [F.when(F.col(CORRUPT).isNotNull(), F.lit(MALFORMED))]
+    has = set(bronze_rows.columns)
+    parsed = F.col(CORRUPT).isNull()
+    reasons: list[Column] = [F.when(~parsed, F.lit(MALFORMED))]
+    if ORIGINAL_BYTES in has:
+        reasons.append(F.when(F.col(ORIGINAL_BYTES).isNotNull(), F.lit(INVALID_ENCODING)))
     typed: list[Column] = []
     for column, spark_type in source.columns.items():
-        raw = F.col(column) if column in bronze_rows.columns else F.lit(None).cast("string")
+        raw = F.col(column) if column in has else F.lit(None).cast("string")
         value = F.trim(raw).try_cast(spark_type) if spark_type != "string" else raw
         typed.append(value.alias(column))
-        if spark_type != "string":
-            reasons.append(
-                F.when(raw.isNotNull() & value.isNull() & F.col(CORRUPT).isNull(), F.lit(f"cast_failed:{column}"))
-            )
+        wrong_type = raw.isNotNull() & value.isNull()
+        if NESTED in has:
+            wrong_type = wrong_type | F.coalesce(F.array_contains(NESTED, column), F.lit(False))
+        reasons.append(F.when(wrong_type & parsed, F.lit(f"cast_failed:{column}")))
     extra = [c for c in bronze_rows.columns if c not in source.columns and not c.startswith("_")]
     raw_columns = [c for c in bronze_rows.columns if not c.startswith("_")]
-    rescued = [RESCUED] if RESCUED in bronze_rows.columns else []  # JSON sources only
+    kept = [c for c in KEPT_FOR_QUARANTINE if c in has]
     return bronze_rows.select(
         *typed,
         *extra,
@@ -67,7 +75,7 @@ def type_columns(bronze_rows: DataFrame, source: Source) -> DataFrame:
         "_source_file",
         "_ingested_at",
         CORRUPT,
-        *rescued,
+        *kept,
         F.filter(F.array(*reasons), lambda r: r.isNotNull()).alias(REASONS),
     )
 
@@ -106,13 +114,13 @@ def latest_per_key(tagged: DataFrame, keys: list[str], event_time: str) -> DataF
 
 
 def quarantine_rows(tagged: DataFrame, run_id: str) -> DataFrame:
-    """Rows that failed, as they arrived (strings, and the keys bronze rescued), with their reasons and
-    the run that caught them."""
-    rescued = [RESCUED] if RESCUED in tagged.columns else []
+    """Rows that failed, as they arrived (strings, the keys bronze rescued, the bytes of what was not valid
+    UTF-8), with their reasons and the run that caught them."""
+    kept = [c for c in KEPT_FOR_QUARANTINE if c in tagged.columns]
     return tagged.where(F.size(REASONS) > 0).select(
         "_raw.*",
         CORRUPT,
-        *rescued,
+        *kept,
         REASONS,
         "_record_id",
         "_source_file",
@@ -124,7 +132,7 @@ def quarantine_rows(tagged: DataFrame, run_id: str) -> DataFrame:
 def silver_rows(tagged: DataFrame, keys: list[str], event_time: str) -> DataFrame:
     """Rows that passed, one per key (the latest), without bookkeeping columns other than lineage."""
     latest = latest_per_key(tagged, keys, event_time).where((F.size(REASONS) == 0) & ~F.col("_duplicate"))
-    return latest.drop(REASONS, CORRUPT, RESCUED, "_duplicate", "_raw")
+    return latest.drop(REASONS, CORRUPT, *KEPT_FOR_QUARANTINE, "_duplicate", "_raw")
 
 
 def count_reasons(quarantine: DataFrame) -> dict[str, int]:

@@ -13,9 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
+from lakeforge import globs
 from lakeforge.errors import OrphanedTableError, TableNotFound
 from lakeforge.table_ref import TableRef
 
@@ -301,28 +303,33 @@ def replace_view(spark: SparkSession, view: str, query: str) -> None:
     spark.sql(f"CREATE OR REPLACE VIEW {view} AS {query}")
 
 
-def stream_files(
-    spark: SparkSession,
-    file_format: str,
-    path_glob: str,
-    schema,
-    options: dict[str, str],
-    checkpoint: str,
-    handle_batch: Callable[[DataFrame, int], None],
-) -> None:
-    """Process every landing file not seen before, exactly once, then stop.
+def list_files(spark: SparkSession, folder: str) -> list[Row]:
+    """Every file under `folder`, at any depth, as Spark's file sources see them (names starting with `_` or
+    `.` are skipped, as Spark skips them): `path` to read it by, `file_path` as Spark records it in
+    `_metadata.file_path`, `size` and `modified_ms`. No file content is read; a missing folder has none."""
+    try:
+        listing = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(folder)
+        return listing.select(
+            "path",
+            F.col("_metadata.file_path").alias("file_path"),
+            F.col("length").alias("size"),
+            F.unix_millis("modificationTime").alias("modified_ms"),
+        ).collect()
+    except AnalysisException as exc:
+        if exc.getCondition() == "PATH_NOT_FOUND":
+            return []
+        raise
 
-    The open-source equivalent of Auto Loader: a file stream with `trigger(availableNow=True)`
-    and one checkpoint per table; `handle_batch` must write idempotently per batch id.
-    """
-    reader = spark.readStream.format(file_format).schema(schema)
-    for key, value in options.items():
-        reader = reader.option(key, value)
-    stream = reader.load(path_glob).select("*", F.col("_metadata.file_path").alias("_source_file"))
-    query = (
-        stream.writeStream.foreachBatch(handle_batch)
-        .option("checkpointLocation", checkpoint)
-        .trigger(availableNow=True)
-        .start()
-    )
-    query.awaitTermination()
+
+def read_files(spark: SparkSession, file_format: str, paths: list[str], schema, options: dict[str, str]) -> DataFrame:
+    """The rows of exactly these files (their paths escaped for globbing), each with the `_source_file` it came from."""
+    reader = spark.read.format(file_format).schema(schema).options(**options)
+    rows = reader.load([globs.escape(path) for path in paths])
+    return rows.select("*", F.col("_metadata.file_path").alias("_source_file"))
+
+
+def last_commit_rows(spark: SparkSession, table: str) -> int | None:
+    """The rows the newest commit of `table` wrote, from Delta's history (no scan)."""
+    metrics = DeltaTable.forName(spark, table).history(1).select("operationMetrics").first()[0] or {}
+    rows = metrics.get("numOutputRows")
+    return int(rows) if rows is not None else None

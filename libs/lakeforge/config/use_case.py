@@ -23,8 +23,13 @@ from lakeforge.config.fields import (
     check_table_reference,
     check_transform_accepts,
 )
+from lakeforge.globs import GlobError, glob_regex
 
 SPARK_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
+# What a source's files may be encoded in. UTF-8 is checked line by line (a line that is not valid UTF-8 is
+# quarantined with its bytes kept); the others decode every byte. JSON is decoded by Spark SQL, which knows
+# no Windows code page; CSV by the CSV reader, which does.
+JSON_ENCODINGS = ("utf-8", "iso-8859-1")
 ACTIONS = ("warn", "quarantine", "fail")
 INGESTED_AT = "_ingested_at"  # bronze's ingest time, kept in silver
 
@@ -59,8 +64,16 @@ class Source(Strict):
     key: KeyColumns
     event_time: Identifier | None = None
     # Which files under `<landing>/<use case>/<source>/` are this source's: a Hadoop glob (`*` within one
-    # folder level, `{a,b}` alternatives). The default is the batch layout `generate-data` writes.
+    # folder level, `{a,b}` alternatives). The default is the batch layout `generate-data` writes. Every
+    # other file there is named in a warning on each run (`strict: true` fails the run instead).
     files: str = Field(default="*/part-*", min_length=1)
+    # `multiline: true`: a CSV field in quotes may hold line breaks; a JSON file is one document (an array of
+    # objects, or one object) over any number of lines, instead of one object per line.
+    multiline: bool = False
+    encoding: Literal["utf-8", "iso-8859-1", "windows-1252"] = "utf-8"
+    # With `strict: true` a file that is not read (no pattern matches it, or it cannot be read) fails the
+    # ingest step, after every readable file has landed; by default each is named in a warning.
+    strict: bool = False
     columns: dict[Identifier, str]
     expectations: list[Expectation] = Field(default_factory=list)
 
@@ -89,7 +102,19 @@ class Source(Strict):
     def _files_stay_in_the_source_folder(cls, value: str) -> str:
         if value.startswith("/") or ".." in value.split("/") or "://" in value:
             raise ValueError(f"'{value}' must be a pattern relative to the source's landing folder")
+        try:
+            glob_regex(value)
+        except GlobError as exc:
+            raise ValueError(str(exc)) from exc
         return value
+
+    @model_validator(mode="after")
+    def _encoding_fits_the_format(self) -> Source:
+        if self.format == "json" and self.encoding not in JSON_ENCODINGS:
+            raise ValueError(
+                f"encoding '{self.encoding}' is read for CSV only; JSON is one of {', '.join(JSON_ENCODINGS)}"
+            )
+        return self
 
     @property
     def latest_by(self) -> str:
