@@ -68,7 +68,6 @@ def make_environment(root: Path, suffix: str) -> Environment:
         ),
         paths=Paths(
             landing=str(root / "landing"),
-            checkpoints=str(root / "checkpoints"),
             data_docs=str(root / "data_docs"),
             gx_project=str(root / "gx"),
             warehouse=str(root / "warehouse"),

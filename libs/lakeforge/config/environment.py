@@ -53,7 +53,6 @@ class Paths(Strict):
     """Folders; relative ones are resolved under LAKEFORGE_HOME."""
 
     landing: str = "landing"
-    checkpoints: str = "checkpoints"
     data_docs: str = "reports/data_docs"
     gx_project: str = "gx"
     warehouse: str = "warehouse"
