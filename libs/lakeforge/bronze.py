@@ -412,7 +412,6 @@ class _Ingest:
         self.record([Recorded(*astuple(e)[:4], REJECTED, gone, e.read_as) for e in plan.vanished])
 
 
-
 def ingest_source(spark: SparkSession, settings: Settings, name: str) -> IngestReport:
     """Land the files of one source not landed before into its bronze table, and say what was not read."""
     started = time.monotonic()
