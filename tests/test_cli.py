@@ -89,6 +89,9 @@ def test_generate_data_writes_the_batches_asked_for(spark, tmp_path, monkeypatch
         (["simulate", "--use-case", "churn", "--days", "3", "--record-delay-days", "-1"], "must be 0 or more, not -1"),
         (["generate-data", "--use-case", "churn", "--record-delay-days", "soon"], "--record-delay-days: invalid"),
         (["generate-data", "--use-case", "churn", "--drift-from", "0"], "argument --drift-from: must be at least 1"),
+        (["generate-data", "--use-case", "churn", "--rows", "-5"], "argument --rows: must be at least 1, not -5"),
+        (["generate-data", "--use-case", "churn", "--rows", "0"], "argument --rows: must be at least 1, not 0"),
+        (["generate-data", "--use-case", "churn", "--batches", "0"], "argument --batches: must be at least 1, not 0"),
     ],
 )
 def test_day_counts_are_checked_before_any_work(args, message, capsys):

@@ -206,6 +206,11 @@ def _someones_files(root: Path) -> Path:
     (files / "stations").mkdir()
     (files / "stations" / "stations.csv").write_text("station_id,name,capacity\ns1,Old Town,20\ns2,Harbour,15\n")
     (files / "stations" / "_SUCCESS").write_text("")
+    (files / "members").mkdir()  # a spreadsheet's export: Windows' code page, not UTF-8
+    (files / "members" / "members.csv").write_bytes("member_id,name\nm1,Zo\u00eb\nm2,Ren\u00e9e\n".encode("cp1252"))
+    (files / "events").mkdir()  # an API's export: one pretty-printed array, an object inside each element
+    events = [{"event_id": f"e{n}", "detail": {"kind": "dock", "n": n}} for n in (1, 2)]
+    (files / "events" / "events.json").write_text(json.dumps(events, indent=2))
     return files
 
 
@@ -232,13 +237,25 @@ def test_init_use_case_writes_a_config_that_loads_and_runs_the_medallion_without
     assert readings.files == "{*.jsonl,*.jsonl.gz}" and readings.columns["bikes"] == "bigint"
     assert (stations.files, stations.key, stations.event_time) == ("*.csv", ["station_id"], None)
     assert [e.column for e in stations.expectations] == ["station_id"]
+    members, events = use_case.sources["members"], use_case.sources["events"]
+    assert (members.encoding, members.multiline, events.encoding, events.multiline) == (
+        "windows-1252", False, "utf-8", True
+    )  # fmt: skip
+    assert events.columns == {"detail": "json", "event_id": "string"} and events.key == ["event_id"]
 
     settings = Settings(use_case=use_case, env=settings_env)
     bronze.run(spark, settings)
     silver.run(spark, settings)
     gold.run(spark, settings)
     landed = {name: spark.read.table(settings.table("silver", name)).count() for name in use_case.sources}
-    assert landed == {"trips": 3, "readings": 6, "stations": 2}
+    assert landed == {"trips": 3, "readings": 6, "stations": 2, "members": 2, "events": 2}
+    names = _rows(spark, settings, "silver", "members", "member_id", "name")
+    assert names == {"m1": ("Zo\u00eb",), "m2": ("Ren\u00e9e",)}
+    details = _rows(spark, settings, "silver", "events", "event_id", "detail")
+    assert {key: json.loads(value) for key, (value,) in details.items()} == {
+        "e1": {"kind": "dock", "n": 1},
+        "e2": {"kind": "dock", "n": 2},
+    }
     audit = spark.read.table(settings.table("ops", silver.AUDIT_TABLE)).where("step = 'silver'").collect()
     assert {
         r.source_table.split(".")[-1].strip("`"): (r.rows_read, r.rows_merged, r.rows_quarantined) for r in audit
@@ -246,6 +263,8 @@ def test_init_use_case_writes_a_config_that_loads_and_runs_the_medallion_without
         "trips": (3, 3, 0),
         "readings": (6, 6, 0),
         "stations": (2, 2, 0),
+        "members": (2, 2, 0),
+        "events": (2, 2, 0),
     }
 
 

@@ -133,6 +133,36 @@ def test_type_columns_explains_rows_it_cannot_type(spark):
     }
 
 
+def test_a_nested_value_fails_every_declared_type_but_json(spark):
+    """Bronze names the columns whose value was a JSON object or array; only a `json` column takes one."""
+    source = Source(
+        format="json",
+        key=["order_id"],
+        columns={"order_id": "string", "amount": "double", "updated_at": "timestamp", "payload": "json"},
+    )
+    rows = _bronze_rows(
+        spark,
+        [
+            ('{"id": 1}', "1", "2026-01-01 10:00:00", None, "r1", "f", "2026-01-02"),
+            ("O2", "[1, 2]", "2026-01-01 10:00:00", None, "r2", "f", "2026-01-02"),
+            ("O3", "3", "2026-01-01 10:00:00", None, "r3", "f", "2026-01-02"),
+        ],
+    )
+    rows = rows.withColumn("payload", F.lit('{"a": [1]}')).withColumn(
+        bronze.NESTED,
+        F.when(F.col("_record_id") == "r1", F.array(F.lit("order_id"), F.lit("payload")))
+        .when(F.col("_record_id") == "r2", F.array(F.lit("amount"), F.lit("payload")))
+        .otherwise(F.array(F.lit("payload"))),
+    )
+    typed = silver.type_columns(rows, source)
+    result = {r["_record_id"]: (r["order_id"], r["payload"], r[silver.REASONS]) for r in typed.collect()}
+    assert result == {
+        "r1": ('{"id": 1}', '{"a": [1]}', ["cast_failed:order_id"]),
+        "r2": ("O2", '{"a": [1]}', ["cast_failed:amount"]),
+        "r3": ("O3", '{"a": [1]}', []),
+    }
+
+
 def test_quarantine_keeps_rescued_keys_and_silver_rows_leave_them(spark):
     rows = _bronze_rows(
         spark,

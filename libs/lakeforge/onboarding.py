@@ -9,6 +9,10 @@ guessed (labels, features, training) stays commented out for the user to complet
 
 from __future__ import annotations
 
+import bz2
+import codecs
+import gzip
+import json
 import logging
 import re
 import shutil
@@ -30,6 +34,10 @@ FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json"}
 COMPRESSIONS = (".gz", ".bz2")
 SAMPLE_FILES = 20
 SAMPLE_ROWS = 10_000
+HEAD_BYTES = 1 << 16
+# What a feed that is not UTF-8 most likely is: CSV exports from spreadsheets are Windows' code page; Spark SQL
+# decodes no Windows code page for JSON, so its nearest, ISO-8859-1.
+OTHER_ENCODING = {"csv": "windows-1252", "json": "iso-8859-1"}
 TIME_NAMES = re.compile(r"(^|_)(ts|time|timestamp|at|date|datetime|day)$|_at$|_time$", re.IGNORECASE)
 
 
@@ -48,6 +56,8 @@ class SourceGuess:
     key: list[str]
     event_time: str | None
     notes: list[str] = field(default_factory=list)
+    multiline: bool = False
+    encoding: str = "utf-8"
 
 
 def _format(path: Path) -> str | None:
@@ -94,17 +104,48 @@ SPARK_TO_CONFIG = {
 
 
 def config_type(data_type: T.DataType) -> str:
-    """The config type of an inferred Spark type; nested JSON (objects, arrays) stays a string of JSON."""
+    """The config type of an inferred Spark type; nested JSON (objects, arrays) is `json`, kept as its JSON text."""
+    if isinstance(data_type, T.StructType | T.ArrayType | T.MapType):
+        return "json"
     return next((name for kind, name in SPARK_TO_CONFIG.items() if isinstance(data_type, kind)), "string")
 
 
-def read_sample(spark: SparkSession, source_format: str, files: list[Path]) -> DataFrame:
+def head(path: Path) -> bytes:
+    """The first bytes of a file, decompressed when it is gzipped or bzipped."""
+    suffix = path.suffix.lower()
+    opener = gzip.open if suffix == ".gz" else bz2.open if suffix == ".bz2" else open
+    with opener(path, "rb") as file:
+        return file.read(HEAD_BYTES)
+
+
+def is_utf8(data: bytes) -> bool:
+    """Whether `data` (a file's first bytes: the last character may be cut) is valid UTF-8."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def is_json_document(data: bytes) -> bool:
+    """Whether a JSON file is one document (an array, or an object over several lines), not JSON lines."""
+    text = data.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    if text.startswith("["):
+        return True
+    first_line = text.split("\n", 1)[0].strip()
+    try:
+        return not isinstance(json.loads(first_line), dict)
+    except ValueError:
+        return text.startswith("{")
+
+
+def read_sample(spark: SparkSession, guess: SourceGuess, files: list[Path]) -> DataFrame:
     paths = [str(path) for path in files[:SAMPLE_FILES]]
-    if source_format == "csv":
-        reader = spark.read.option("header", "true").option("inferSchema", "true").option("mode", "DROPMALFORMED")
-        return reader.csv(paths).limit(SAMPLE_ROWS)
-    reader = spark.read.option("mode", "DROPMALFORMED").option("inferTimestamp", "true")
-    return reader.json(paths).limit(SAMPLE_ROWS)
+    reader = spark.read.option("mode", "DROPMALFORMED").option("multiLine", str(guess.multiline).lower())
+    reader = reader.option("encoding", guess.encoding)
+    if guess.format == "csv":
+        return reader.option("header", "true").option("inferSchema", "true").csv(paths).limit(SAMPLE_ROWS)
+    return reader.option("inferTimestamp", "true").json(paths).limit(SAMPLE_ROWS)
 
 
 def guess_event_time(columns: dict[str, str]) -> str | None:
@@ -153,7 +194,15 @@ def guess_source(spark: SparkSession, name: str, folder: Path) -> SourceGuess:
     if len(kinds) > 1:
         raise OnboardingError(f"{folder} mixes {' and '.join(sorted(kinds))} files: one format per source folder")
     source_format = kinds.pop()
-    sample = read_sample(spark, source_format, files).persist()
+    layout = SourceGuess(name, source_format, landing_pattern(folder, files), {}, [], None)
+    heads = [head(path) for path in files[:SAMPLE_FILES]]
+    if not all(is_utf8(data) for data in heads):
+        layout.encoding = OTHER_ENCODING[source_format]
+        layout.notes.append(f"GUESS: not valid UTF-8, read as {layout.encoding}; set the feed's own `encoding`")
+    if source_format == "json" and is_json_document(heads[0]):
+        layout.multiline = True
+        layout.notes.append("GUESS: each file is one JSON document (an array of objects, or one object)")
+    sample = read_sample(spark, layout, files).persist()
     bad = [c for c in sample.columns if not IDENTIFIER_PATTERN.match(c) or c.startswith("_")]
     if bad:
         raise OnboardingError(
@@ -165,11 +214,14 @@ def guess_source(spark: SparkSession, name: str, folder: Path) -> SourceGuess:
     key = guess_key(sample, name, columns, event_time)
     rows = sample.count()
     sample.unpersist()
-    notes = [f"{len(files)} file(s); {rows} rows sampled from {min(len(files), SAMPLE_FILES)}"]
+    if not columns:
+        raise OnboardingError(f"{folder}: no row of the sample could be read as {source_format}")
+    notes = [f"{len(files)} file(s); {rows} rows sampled from {min(len(files), SAMPLE_FILES)}", *layout.notes]
     nested = [f.name for f in sample.schema.fields if isinstance(f.dataType, T.StructType | T.ArrayType | T.MapType)]
     if nested:
-        notes.append(f"nested JSON kept as a string of JSON: {', '.join(nested)}")
-    return SourceGuess(name, source_format, landing_pattern(folder, files), columns, key, event_time, notes)
+        notes.append(f"nested JSON, declared as `json` (kept as its JSON text): {', '.join(nested)}")
+    layout.columns, layout.key, layout.event_time, layout.notes = columns, key, event_time, notes
+    return layout
 
 
 def _scalar(value: str) -> str:
@@ -190,6 +242,10 @@ def render(name: str, guesses: list[SourceGuess]) -> str:
         lines += [f"  # {note}" for note in guess.notes]
         lines += [f"  {guess.name}:", f"    format: {guess.format}"]
         lines.append(f"    files: {_scalar(guess.files)}")
+        if guess.multiline:
+            lines.append("    multiline: true")
+        if guess.encoding != "utf-8":
+            lines.append(f"    encoding: {guess.encoding}")
         if guess.key:
             lines.append(f"    key: [{', '.join(guess.key)}]  # GUESS: unique and never null in the sample")
         else:

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from lakeforge import tables, validation
 from lakeforge.bronze import CORRUPT, NESTED, ORIGINAL_BYTES, RESCUED
-from lakeforge.config import Settings, Source
+from lakeforge.config import UNCAST_TYPES, Settings, Source
 from lakeforge.errors import AccountingMismatch, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ def type_columns(bronze_rows: DataFrame, source: Source) -> DataFrame:
 
     Adds `_quarantine_reasons`: `malformed_record` for unparseable lines, `invalid_encoding` for a row whose
     bytes were not valid UTF-8 (kept in `_original_bytes`), `cast_failed:<column>` where a value is present
-    but not of the declared type, a JSON object or array among them. The values as they arrived stay in `_raw`.
+    but not of the declared type, a JSON object or array among them (unless the type is `json`). The values
+    as they arrived stay in `_raw`.
     """
     has = set(bronze_rows.columns)
     parsed = F.col(CORRUPT).isNull()
@@ -58,10 +59,10 @@ def type_columns(bronze_rows: DataFrame, source: Source) -> DataFrame:
     typed: list[Column] = []
     for column, spark_type in source.columns.items():
         raw = F.col(column) if column in has else F.lit(None).cast("string")
-        value = F.trim(raw).try_cast(spark_type) if spark_type != "string" else raw
+        value = raw if spark_type in UNCAST_TYPES else F.trim(raw).try_cast(spark_type)
         typed.append(value.alias(column))
         wrong_type = raw.isNotNull() & value.isNull()
-        if NESTED in has:
+        if NESTED in has and spark_type != "json":
             wrong_type = wrong_type | F.coalesce(F.array_contains(NESTED, column), F.lit(False))
         reasons.append(F.when(wrong_type & parsed, F.lit(f"cast_failed:{column}")))
     extra = [c for c in bronze_rows.columns if c not in source.columns and not c.startswith("_")]

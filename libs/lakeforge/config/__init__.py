@@ -36,6 +36,7 @@ from lakeforge.config.loading import (
 )
 from lakeforge.config.settings import Settings
 from lakeforge.config.use_case import (
+    UNCAST_TYPES,
     Expectation,
     FeatureDrift,
     Features,
@@ -56,6 +57,7 @@ from lakeforge.config.use_case import (
 
 __all__ = [
     "IDENTIFIER_PATTERN",
+    "UNCAST_TYPES",
     "Environment",
     "Expectation",
     "FeatureDrift",

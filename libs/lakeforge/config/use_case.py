@@ -25,7 +25,10 @@ from lakeforge.config.fields import (
 )
 from lakeforge.globs import GlobError, glob_regex
 
-SPARK_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp")
+# `json`: a value that may be a JSON object or array, kept as its JSON text (any other type refuses one:
+# silver quarantines the row as `cast_failed:<column>`).
+SPARK_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp", "json")
+UNCAST_TYPES = ("string", "json")
 # What a source's files may be encoded in. UTF-8 is checked line by line (a line that is not valid UTF-8 is
 # quarantined with its bytes kept); the others decode every byte. JSON is decoded by Spark SQL, which knows
 # no Windows code page; CSV by the CSV reader, which does.
