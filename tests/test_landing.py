@@ -40,7 +40,7 @@ SOURCES = {
     "exports": Source(format="json", key=["order_id"], event_time="updated_at", columns=ORDER_COLUMNS, multiline=True),
     "notes": Source(format="csv", key=["note_id"], event_time="recorded_at", columns=NOTE_COLUMNS, multiline=True),
     "latin_notes": Source(
-        format="csv", key=["note_id"], columns=NOTE_COLUMNS, encoding="iso-8859-1", files="*/*.csv", strict=True
+        format="csv", key=["note_id"], columns=NOTE_COLUMNS, encoding="windows-1252", files="*/*.csv", strict=True
     ),
 }
 
@@ -131,7 +131,7 @@ def feed(spark, tmp_path_factory, environment_for):
     _write(exports, "part-00003.json", json.dumps([order("E5")]).encode().replace(b"C1", b"C\xe9"))
     _write(notes, "part-00000.csv", NOTES)
     _write(notes, "part-00001.csv", b"body,note_id,recorded_at\nsecond,N4,2026-03-01 10:00:00\n")
-    _write(latin, "part-00000.csv", NOTE_HEADER + b"N1,caf\xe9 cr\xe8me,2026-03-01 10:00:00\n")
+    _write(latin, "part-00000.csv", NOTE_HEADER + b"N1,caf\xe9 cr\xe8me \x80 5,2026-03-01 10:00:00\n")
     _write(latin.parent, "README.md", b"notes exported by hand\n")
 
     first = _land(spark, settings)
@@ -239,7 +239,7 @@ def test_a_strict_source_fails_the_step_after_landing_what_it_could(spark, feed)
 def test_a_declared_encoding_decodes_every_byte(spark, feed):
     settings, first, *_ = feed
     [row] = _rows(spark, settings, first, "silver", "latin_notes").collect()
-    assert row["body"] == "café crème"
+    assert row["body"] == "café crème € 5"
 
 
 def test_a_landed_file_that_changes_is_named_once_and_not_read_again(spark, feed):
@@ -362,9 +362,9 @@ def test_escaped_paths_read_one_file():
     assert escape("file:/l/b 1/part[1]{x}*?.json") == "file:/l/b 1/part\\[1\\]\\{x\\}\\*\\?.json"
 
 
-def test_json_sources_refuse_an_encoding_spark_sql_cannot_decode():
-    with pytest.raises(ValueError, match="windows-1252"):
-        Source(format="json", key=["a"], columns={"a": "string"}, encoding="windows-1252")
+def test_an_encoding_that_is_not_offered_is_refused_when_config_loads():
+    with pytest.raises(ValueError, match="encoding"):
+        Source(format="json", key=["a"], columns={"a": "string"}, encoding="shift_jis")
 
 
 def _file(name: str, size: int = 10, modified: int = 1) -> LandingFile:

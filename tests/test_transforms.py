@@ -34,7 +34,8 @@ ORDERS = Source(
 
 def _bronze_rows(spark, rows):
     columns = ["order_id", "amount", "updated_at", "_corrupt_record", "_record_id", "_source_file", "_ingested_at"]
-    return spark.createDataFrame(rows, columns).withColumn("_ingested_at", F.col("_ingested_at").cast("timestamp"))
+    schema = ", ".join(f"{column} string" for column in columns)
+    return spark.createDataFrame(rows, schema).withColumn("_ingested_at", F.col("_ingested_at").cast("timestamp"))
 
 
 def test_parse_json_lines_keeps_new_keys_and_malformed_text(spark):

@@ -39,9 +39,13 @@ METADATA_COLUMNS = ("_record_id", "_source_file", "_ingested_at", CORRUPT)
 BRONZE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
 # The key of `_original_bytes` that holds a whole line (a CSV field's bytes are under its column's name).
 WHOLE_LINE = "_line"
-# A UTF-8 CSV is read as ISO-8859-1, which maps every byte to one character and back: each field's bytes
-# as they arrived are then checked as UTF-8 (the CSV reader itself would replace what is not).
+# Files are decoded by lakeforge, not by the readers: a CSV is read as ISO-8859-1, which maps every byte to
+# one character and back, then each field's bytes as they arrived are checked as UTF-8 (the CSV reader would
+# replace what is not) or decoded as the source's code page. Spark 4 decodes no Windows code page, and
+# windows-1252 differs from ISO-8859-1 only in 0x80-0x9F: those characters are translated.
 BYTE_FOR_BYTE = "ISO-8859-1"
+_C1 = [bytes([byte]) for byte in range(0x80, 0xA0)]
+_WINDOWS_1252 = {raw.decode("latin-1"): raw.decode("cp1252") for raw in _C1 if raw.decode("cp1252", "ignore")}
 NOT_UTF8 = "invalid_encoding: not valid UTF-8 (declare the source's `encoding` if it is another)"
 ORIGINAL_BYTES_TYPE = T.MapType(T.StringType(), T.StringType())
 
@@ -70,12 +74,19 @@ def reader_options(source: Source) -> dict[str, str]:
         # having its values read into the wrong columns.
         "enforceSchema": "false",
         "multiLine": str(source.multiline).lower(),
-        "encoding": BYTE_FOR_BYTE if source.encoding == "utf-8" else source.encoding,
+        "encoding": BYTE_FOR_BYTE,
     }
 
 
 def _base64_bytes(text: Column) -> Column:
     return F.base64(text.cast("binary"))
+
+
+def from_single_byte(text: Column, encoding: str) -> Column:
+    """Text read byte for byte as ISO-8859-1, as the single-byte code page `encoding` reads it."""
+    if encoding == "windows-1252":
+        return F.translate(text, "".join(_WINDOWS_1252), "".join(_WINDOWS_1252.values()))
+    return text
 
 
 def _valid_text(text: Column, valid: Column) -> Column:
@@ -109,7 +120,7 @@ def json_values(raw: DataFrame, source: Source) -> DataFrame:
     value = F.col("value")
     original = F.lit(None).cast(ORIGINAL_BYTES_TYPE)
     if source.encoding != "utf-8":
-        value = F.decode(value.cast("binary"), source.encoding)
+        value = from_single_byte(F.decode(value.cast("binary"), BYTE_FOR_BYTE), source.encoding)
     else:
         valid = F.is_valid_utf8(value)
         if not source.multiline:
@@ -219,7 +230,8 @@ def to_bronze_rows(batch: DataFrame, source: Source, known_columns: list[str]) -
     elif source.encoding == "utf-8":
         rows = utf8_csv_fields(batch, list(source.columns))
     else:
-        rows = batch.withColumn(ORIGINAL_BYTES, F.lit(None).cast(ORIGINAL_BYTES_TYPE))
+        decoded = [from_single_byte(F.col(c), source.encoding).alias(c) for c in [*source.columns, CORRUPT]]
+        rows = batch.select(*decoded, F.lit(None).cast(ORIGINAL_BYTES_TYPE).alias(ORIGINAL_BYTES), "_source_file")
     return add_ingest_metadata(rows)
 
 

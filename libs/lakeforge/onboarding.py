@@ -35,9 +35,8 @@ COMPRESSIONS = (".gz", ".bz2")
 SAMPLE_FILES = 20
 SAMPLE_ROWS = 10_000
 HEAD_BYTES = 1 << 16
-# What a feed that is not UTF-8 most likely is: CSV exports from spreadsheets are Windows' code page; Spark SQL
-# decodes no Windows code page for JSON, so its nearest, ISO-8859-1.
-OTHER_ENCODING = {"csv": "windows-1252", "json": "iso-8859-1"}
+# What a feed that is not UTF-8 most likely is: Windows' code page (ISO-8859-1 but for 0x80-0x9F).
+OTHER_ENCODING = "windows-1252"
 TIME_NAMES = re.compile(r"(^|_)(ts|time|timestamp|at|date|datetime|day)$|_at$|_time$", re.IGNORECASE)
 
 
@@ -142,7 +141,8 @@ def is_json_document(data: bytes) -> bool:
 def read_sample(spark: SparkSession, guess: SourceGuess, files: list[Path]) -> DataFrame:
     paths = [str(path) for path in files[:SAMPLE_FILES]]
     reader = spark.read.option("mode", "DROPMALFORMED").option("multiLine", str(guess.multiline).lower())
-    reader = reader.option("encoding", guess.encoding)
+    # Spark 4's readers decode no Windows code page: its printable superset is read for the sample's types.
+    reader = reader.option("encoding", "utf-8" if guess.encoding == "utf-8" else "iso-8859-1")
     if guess.format == "csv":
         return reader.option("header", "true").option("inferSchema", "true").csv(paths).limit(SAMPLE_ROWS)
     return reader.option("inferTimestamp", "true").json(paths).limit(SAMPLE_ROWS)
@@ -197,7 +197,7 @@ def guess_source(spark: SparkSession, name: str, folder: Path) -> SourceGuess:
     layout = SourceGuess(name, source_format, landing_pattern(folder, files), {}, [], None)
     heads = [head(path) for path in files[:SAMPLE_FILES]]
     if not all(is_utf8(data) for data in heads):
-        layout.encoding = OTHER_ENCODING[source_format]
+        layout.encoding = OTHER_ENCODING
         layout.notes.append(f"GUESS: not valid UTF-8, read as {layout.encoding}; set the feed's own `encoding`")
     if source_format == "json" and is_json_document(heads[0]):
         layout.multiline = True

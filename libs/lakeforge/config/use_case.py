@@ -29,10 +29,6 @@ from lakeforge.globs import GlobError, glob_regex
 # silver quarantines the row as `cast_failed:<column>`).
 SPARK_TYPES = ("string", "int", "bigint", "double", "boolean", "date", "timestamp", "json")
 UNCAST_TYPES = ("string", "json")
-# What a source's files may be encoded in. UTF-8 is checked line by line (a line that is not valid UTF-8 is
-# quarantined with its bytes kept); the others decode every byte. JSON is decoded by Spark SQL, which knows
-# no Windows code page; CSV by the CSV reader, which does.
-JSON_ENCODINGS = ("utf-8", "iso-8859-1")
 ACTIONS = ("warn", "quarantine", "fail")
 INGESTED_AT = "_ingested_at"  # bronze's ingest time, kept in silver
 
@@ -73,6 +69,8 @@ class Source(Strict):
     # `multiline: true`: a CSV field in quotes may hold line breaks; a JSON file is one document (an array of
     # objects, or one object) over any number of lines, instead of one object per line.
     multiline: bool = False
+    # What the files are encoded in. UTF-8 is checked (a line or field that is not valid UTF-8 lands with its
+    # bytes kept, and silver quarantines it); the two single-byte code pages decode every byte.
     encoding: Literal["utf-8", "iso-8859-1", "windows-1252"] = "utf-8"
     # With `strict: true` a file that is not read (no pattern matches it, or it cannot be read) fails the
     # ingest step, after every readable file has landed; by default each is named in a warning.
@@ -110,14 +108,6 @@ class Source(Strict):
         except GlobError as exc:
             raise ValueError(str(exc)) from exc
         return value
-
-    @model_validator(mode="after")
-    def _encoding_fits_the_format(self) -> Source:
-        if self.format == "json" and self.encoding not in JSON_ENCODINGS:
-            raise ValueError(
-                f"encoding '{self.encoding}' is read for CSV only; JSON is one of {', '.join(JSON_ENCODINGS)}"
-            )
-        return self
 
     @property
     def latest_by(self) -> str:
