@@ -176,17 +176,20 @@ def test_gold_agrees_with_silver(spark, medallion):
     assert churned == _table(spark, medallion, "silver", "cancellations").count()
 
 
-def _versions(spark, settings: Settings) -> dict[str, int | None]:
+def _versions(spark, settings: Settings, more: list[tuple[str, str]] = ()) -> dict[str, int | None]:
     names = [("bronze", s) for s in settings.use_case.sources] + [("silver", s) for s in settings.use_case.sources]
+    names += list(more)
     names += [("silver", f"{s}_quarantine") for s in settings.use_case.sources] + [("ops", "run_audit")]
     return {f"{layer}.{name}": tables.table_version(spark, settings.table(layer, name)) for layer, name in names}
 
 
 def test_rerun_changes_nothing_then_a_new_batch_is_incremental(spark, medallion):
-    before = _versions(spark, medallion)
+    gold_tables = [("gold", name) for name in medallion.use_case.gold]
+    before = _versions(spark, medallion, gold_tables)
     bronze.run(spark, medallion)
     assert silver.run(spark, medallion, validate=True) == {s: None for s in medallion.use_case.sources}
-    assert _versions(spark, medallion) == before
+    assert gold.run(spark, medallion) == dict.fromkeys(medallion.use_case.gold, False)  # nothing new: skipped
+    assert _versions(spark, medallion, gold_tables) == before
 
     generate_batch(spark, medallion.use_case, medallion.env.path("landing"), BatchSpec(ROWS, 11, 2))
     bronze.run(spark, medallion)
@@ -194,6 +197,8 @@ def test_rerun_changes_nothing_then_a_new_batch_is_incremental(spark, medallion)
     assert counts["orders"].rows_read == len(_landed_lines(medallion, "orders", batches={2}))
     orders = _table(spark, medallion, "silver", "orders")
     assert orders.count() == orders.select("order_id").distinct().count()
+    assert gold.run(spark, medallion) == dict.fromkeys(medallion.use_case.gold, True)  # every input changed
+    test_gold_agrees_with_silver(spark, medallion)
 
 
 def test_fail_expectation_stops_before_writing(spark, tmp_path, environment_for):

@@ -58,6 +58,20 @@ def test_parent_run_has_one_nested_run_per_trial(first):
     assert parent.data.tags["lakeforge.code_version"]
 
 
+def test_a_trial_on_features_built_once_scores_as_the_whole_pipeline_would(spark, first, tiny):
+    """Trials fit only the classifier on features built once: the validation metrics are the full pipeline's."""
+    config = tiny.use_case.training
+    data = training.prepare(spark, tiny, config)
+    params = {"regParam": 0.05, "elasticNetParam": 0.5}
+    trial_data = training.TrialData(config, data)
+    try:
+        once = trial_data.fit_and_evaluate(config, params)
+    finally:
+        trial_data.release()
+    _, whole, _ = training.fit_and_evaluate(config, params, data, data.train, data.validation)
+    assert once == pytest.approx(whole, abs=1e-9) and once["rows"] == data.validation.count() > 0
+
+
 def test_training_set_versions_are_logged_as_datasets(spark, first, tiny):
     result, _ = first
     run = MlflowClient().get_run(result.run_id)

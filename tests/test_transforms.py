@@ -383,3 +383,22 @@ def test_sql_params_become_literals_outside_strings_comments_and_casts(spark):
     assert (row.name, row.text, row.n, row.two, row.day) == ("O'Brien \\ x", ":name", 3, 2, dt.date(2026, 1, 22))
     with pytest.raises(ValueError, match="a SQL param cannot be"):
         transforms.sql_literal({"a": 1})
+
+
+def test_a_definition_fingerprint_changes_with_the_query_its_params_or_the_functions_source(tmp_path, monkeypatch):
+    from lakeforge.config import GoldTable
+
+    query = GoldTable(inputs=["orders"], sql="SELECT * FROM orders WHERE amount > :low", params={"low": 1})
+    assert transforms.definition_fingerprint(query) == transforms.definition_fingerprint(query.model_copy())
+    for changed in (
+        query.model_copy(update={"params": {"low": 2}}),
+        query.model_copy(update={"sql": "SELECT * FROM orders WHERE amount >= :low"}),
+    ):
+        assert transforms.definition_fingerprint(changed) != transforms.definition_fingerprint(query)
+    module = tmp_path / "gold_of_mine.py"
+    module.write_text("def rows(orders):\n    return orders\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    python = GoldTable(inputs=["orders"], transform="gold_of_mine:rows")
+    first = transforms.definition_fingerprint(python)
+    module.write_text("def rows(orders):\n    return orders.limit(1)\n")
+    assert transforms.definition_fingerprint(python) != first  # the function's file, read again

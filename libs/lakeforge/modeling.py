@@ -107,13 +107,9 @@ def raw_feature_columns(training: Training, text_vector: str | None) -> list[str
     return [*training.numeric_features, *training.categorical_features, *([text_vector] if text_vector else [])]
 
 
-def build_model_pipeline(
-    training: Training,
-    params: dict[str, Any],
-    text_vector: str | None,
-    text_size: int | None,
-) -> Pipeline:
-    """Zeros for a missing text vector, imputation, one-hot encoding, assembling, classifier."""
+def build_feature_pipeline(training: Training, text_vector: str | None, text_size: int | None) -> Pipeline:
+    """Zeros for a missing text vector, imputation, one-hot encoding, assembling into `features`: what every
+    model of a use case shares, whatever its hyperparameters."""
     stages: list[Any] = zero_filled_vector_stages(text_vector, text_size) if text_vector else []
     numeric = training.numeric_features
     imputed = [f"{c}__imputed" for c in numeric]
@@ -132,13 +128,26 @@ def build_model_pipeline(
         )
     assembled = [*imputed, *encoded, *([text_vector] if text_vector else [])]
     stages.append(VectorAssembler(inputCols=assembled, outputCol="features", handleInvalid="keep"))
+    return Pipeline(stages=stages)
+
+
+def build_classifier(training: Training, params: dict[str, Any]):
+    """The use case's classifier with these hyperparameters, reading `features` and the label."""
     classifier = CLASSIFIERS[training.family](
         featuresCol="features", labelCol=LABEL, **plain_params({**training.fixed_params, **params})
     )
-    if training.family != "logistic_regression":
-        classifier = classifier.setSeed(training.seed)
-    stages.append(classifier)
-    return Pipeline(stages=stages)
+    return classifier if training.family == "logistic_regression" else classifier.setSeed(training.seed)
+
+
+def build_model_pipeline(
+    training: Training,
+    params: dict[str, Any],
+    text_vector: str | None,
+    text_size: int | None,
+) -> Pipeline:
+    """The features pipeline, then the classifier: the model that is logged, registered and scored with."""
+    features = build_feature_pipeline(training, text_vector, text_size).getStages()
+    return Pipeline(stages=[*features, build_classifier(training, params)])
 
 
 def model_input(rows: DataFrame, training: Training) -> DataFrame:

@@ -7,6 +7,7 @@ and quoted from `Settings.table`, so Unity Catalog and the local metastore diffe
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -264,10 +265,24 @@ def insert_new(df: DataFrame, table: str, id_column: str) -> None:
     )
 
 
-def overwrite(df: DataFrame, table: str) -> None:
-    """Replace a table's contents in one Delta transaction (readers see the old or the new, never half)."""
+def overwrite(df: DataFrame, table: str, metadata: dict | None = None) -> None:
+    """Replace a table's contents in one Delta transaction (readers see the old or the new, never half).
+    `metadata` is stored with the commit (Delta's `userMetadata`), read back by `last_write_metadata`."""
     _create_if_missing(df.sparkSession, table, df, {})
-    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").saveAsTable(table)
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if metadata is not None:
+        writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
+    writer.saveAsTable(table)
+
+
+def last_write_metadata(spark: SparkSession, table: str, commits: int = 50) -> dict | None:
+    """The metadata of the newest of a table's last `commits` commits that stored some (None when none did:
+    maintenance commits such as OPTIMIZE store none, and a table older than them reads as never written)."""
+    if not table_exists(spark, table):
+        return None
+    history = DeltaTable.forName(spark, table).history(commits).where(F.col("userMetadata").isNotNull())
+    row = history.orderBy(F.col("version").desc()).select("userMetadata").first()
+    return json.loads(row[0]) if row else None
 
 
 def replace_partition(df: DataFrame, table: str, column: str, value: str) -> None:

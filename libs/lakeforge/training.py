@@ -123,22 +123,51 @@ def _minimize(objective, training: Training, trials) -> dict[str, Any]:
     return modeling.plain_params(space_eval(space, best))
 
 
+class TrialData:
+    """The train and validation windows as the classifier reads them, built once for every trial.
+
+    The features pipeline (imputer medians, category indexes, the assembled vector) is fitted on the train
+    window whatever the hyperparameters, so a trial fitting it again would compute the same thing: it is
+    fitted once, and both windows are kept transformed (`features` and the label only) in memory. A trial
+    then fits and evaluates the classifier alone; its model is the one `fit_and_evaluate` would give.
+    """
+
+    def __init__(self, training: Training, data: PreparedData) -> None:
+        featurizer = modeling.build_feature_pipeline(training, data.text_vector, data.text_size).fit(data.train)
+        self.train, self.validation = (
+            featurizer.transform(rows).select("features", modeling.LABEL).persist()
+            for rows in (data.train, data.validation)
+        )
+
+    def fit_and_evaluate(self, training: Training, params: dict[str, Any]) -> dict[str, float]:
+        model = modeling.build_classifier(training, params).fit(self.train)
+        return modeling.evaluate(model.transform(self.validation), training.decision_threshold)
+
+    def release(self) -> None:
+        self.train.unpersist()
+        self.validation.unpersist()
+
+
 def _tune_spark_ml(training: Training, data: PreparedData) -> tuple[dict[str, Any], dict[str, float], int, None]:
-    """Spark ML fits one after another (`Trials`), each distributed; a nested run per trial."""
+    """Spark ML fits one after another (`Trials`), each distributed, on features built once; a nested run per trial."""
     trial_number = iter(range(1, training.max_evals + 1))
+    trial_data = TrialData(training, data)
 
     def objective(params: dict[str, Any]) -> dict[str, Any]:
         params = modeling.plain_params(params)
         started = time.monotonic()
         with mlflow.start_run(run_name=f"trial-{next(trial_number)}", nested=True):
-            _, metrics, _ = fit_and_evaluate(training, params, data, data.train, data.validation)
+            metrics = trial_data.fit_and_evaluate(training, params)
             mlflow.log_params(params)
             mlflow.log_metrics({f"validation_{k}": v for k, v in metrics.items()})
             mlflow.log_metric("duration_seconds", time.monotonic() - started)
         return {"loss": -metrics["auc_roc"], "status": STATUS_OK}
 
     trials = Trials()
-    params = _minimize(objective, training, trials)
+    try:
+        params = _minimize(objective, training, trials)
+    finally:
+        trial_data.release()
     model, metrics, predictions = _refit_spark_ml(training, params, data)
     _log_evaluation(model, predictions)
     _log_model(model, data)

@@ -13,8 +13,12 @@ Markers are replaced by SQL literals here, not bound by Spark: with Delta 4.4.0'
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import inspect
+import json
 import math
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -32,6 +36,16 @@ def compute(spec: Transformed, inputs: dict[str, DataFrame]) -> DataFrame:
     if spec.sql is None:
         return resolve_callable(spec.transform)(**inputs, **spec.params)
     return run_sql(spec.sql, inputs, spec.params)
+
+
+def definition_fingerprint(spec: Transformed) -> str:
+    """A digest of what a computation is: its config (query or function name, params, inputs) and, for a
+    Python function, the source file it is defined in. Equal digests compute equal rows from equal inputs."""
+    digest = hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode())
+    if spec.transform is not None:
+        source_file = inspect.getsourcefile(resolve_callable(spec.transform))
+        digest.update(Path(source_file).read_bytes() if source_file else spec.transform.encode())
+    return digest.hexdigest()[:16]
 
 
 def run_sql(statement: str, inputs: dict[str, DataFrame], params: dict | None = None) -> DataFrame:
