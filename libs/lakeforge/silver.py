@@ -96,10 +96,14 @@ def add_expectation_failures(typed: DataFrame, failing: dict[str, Column]) -> Da
 def latest_per_key(tagged: DataFrame, keys: list[str], event_time: str) -> DataFrame:
     """Mark with `_duplicate` every passing row but the latest passing one of its key, by event time.
 
+    Rows that already carry `_duplicate` were decided (once, and kept in memory) and are returned as they are.
+
     Ties (and a reference table, whose `event_time` is the ingest time) go to the later ingest, then the
     file named last, then the later line of that file. Rows with quarantine reasons are never duplicates,
     and never displace an older row that passed.
     """
+    if "_duplicate" in tagged.columns:
+        return tagged
     passed = F.size(REASONS) == 0
     # `_record_id` is `<file>#<position>`: the file, then the position as a number ("#10" after "#9").
     file, line = F.substring_index("_record_id", "#", 1), F.substring_index("_record_id", "#", -1).try_cast("long")
@@ -219,9 +223,6 @@ def _refine(
     end: int,
 ) -> SilverCounts:
     source = settings.use_case.sources[name]
-    bronze = settings.table("bronze", name)
-    target = settings.table("silver", name)
-    audit = settings.table("ops", AUDIT_TABLE)
     outcome = None
     if validate:
         outcome = validation.validate(
@@ -233,7 +234,30 @@ def _refine(
             source.key,
         )
     quarantine_conditions = outcome.quarantine_conditions() if outcome else {}
-    tagged = add_expectation_failures(typed, quarantine_conditions)
+    # The latest row per key is decided once and kept: the counts, the quarantine and the MERGE read it.
+    tagged = latest_per_key(add_expectation_failures(typed, quarantine_conditions), source.key, source.latest_by)
+    tagged = tagged.persist()
+    try:
+        return _write_outcomes(spark, settings, name, tagged, outcome, run_id, validate, start, end)
+    finally:
+        tagged.unpersist()
+
+
+def _write_outcomes(
+    spark: SparkSession,
+    settings: Settings,
+    name: str,
+    tagged: DataFrame,
+    outcome: validation.ValidationOutcome | None,
+    run_id: str,
+    validate: bool,
+    start: int,
+    end: int,
+) -> SilverCounts:
+    source = settings.use_case.sources[name]
+    bronze = settings.table("bronze", name)
+    target = settings.table("silver", name)
+    audit = settings.table("ops", AUDIT_TABLE)
     try:
         counts = count_outcomes(tagged, source.key, source.latest_by)
     except AccountingMismatch as exc:

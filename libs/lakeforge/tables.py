@@ -201,7 +201,10 @@ def append_idempotent(
     )
 
 
-CHANGE_FEED = {"delta.enableChangeDataFeed": "true"}
+# Tables written by MERGE: a change feed for the steps downstream, and deletion vectors, so that a MERGE
+# replacing a few rows of a file marks them deleted instead of rewriting the file (a daily batch updates
+# keys spread over every file of the table).
+CHANGE_FEED = {"delta.enableChangeDataFeed": "true", "delta.enableDeletionVectors": "true"}
 
 
 def _appended_as_first_load(df: DataFrame, table: str) -> bool:
