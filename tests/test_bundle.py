@@ -6,6 +6,7 @@ The schema is the one `databricks bundle schema` prints; it is not kept in this 
 
 from __future__ import annotations
 
+import argparse
 import ast
 import copy
 import fnmatch
@@ -25,7 +26,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, relevance
 
-from lakeforge import cli
+from lakeforge import cli, tracking
 from lakeforge.config import load_settings
 from lakeforge.policy import RetrainingDecision
 
@@ -39,6 +40,8 @@ UNICODE_CLASSES = ((r"[\\p{L}\\p{N}]", r"[^\\W_]"), (r"\\p{L}", r"[^\\W\\d_]"))
 OPTIONAL_JOB_FILES = {"generate_data"}
 TRAINING_JOB_REFERENCE = "${resources.jobs.train.id}"
 VARIABLE_REFERENCE = re.compile(r"\$\{var\.([A-Za-z_][\w-]*)\}")
+REFERENCE = re.compile(r"\$\{([A-Za-z_][\w.-]*)\}")
+RESOURCE_FIELD_REFERENCE = re.compile(r"\$\{resources\.(\w+)\.([\w-]+)\.(\w+)\}")
 JOB_PARAMETER_REFERENCE = re.compile(r"\{\{job\.parameters\.([\w-]+)\}\}")
 RESOURCE_REFERENCE = re.compile(r"\$\{resources\.jobs\.([\w-]+)\.id\}")
 TASK_VALUE_REFERENCE = re.compile(r"^\{\{tasks\.([\w-]+)\.values\.([\w-]+)\}\}$")
@@ -230,11 +233,53 @@ def variables(bundle: Bundle) -> dict[str, Any]:
     return {name: spec.get("default") for name, spec in bundle.doc.get("variables", {}).items()}
 
 
-def _resolve(value: str, variables: dict[str, Any], job: dict[str, Any]) -> str:
-    """Substitute `${var.x}` with its default and `{{job.parameters.x}}` with the job parameter's default."""
-    defaults = {p["name"]: p.get("default") for p in job.get("parameters", [])}
-    value = VARIABLE_REFERENCE.sub(lambda m: str(variables[m.group(1)]), value)
-    return JOB_PARAMETER_REFERENCE.sub(lambda m: str(defaults[m.group(1)]), value)
+def target_variables(bundle: Bundle, target: str) -> dict[str, Any]:
+    """Every variable's value in `target`: the target's own, else the default."""
+    values = {name: spec.get("default") for name, spec in bundle.doc.get("variables", {}).items()}
+    values.update((bundle.doc["targets"].get(target) or {}).get("variables", {}))
+    return values
+
+
+def resolve(value: Any, bundle: Bundle, target: str = "dev", job: dict[str, Any] | None = None) -> Any:
+    """Substitute what the CLI substitutes before deploying, as it would for `target`.
+
+    Variables (the target's value, else the default; a complex one whole), `${bundle.target}`,
+    `${bundle.name}` and fields of declared resources (`${resources.<kind>.<key>.<field>}`; ids are known only
+    after deploying and stay as written), and `{{job.parameters.x}}` with the job parameter's default.
+    Development mode's name prefixes are the CLI's own and are not applied.
+    """
+    variables = target_variables(bundle, target)
+    parameters = {p["name"]: p.get("default") for p in (job or {}).get("parameters", [])}
+
+    def lookup(path: str) -> Any:
+        head, *rest = path.split(".")
+        if head == "var":
+            return variables[rest[0]]
+        if head == "bundle" and rest in (["target"], ["name"]):
+            return target if rest == ["target"] else bundle.doc["bundle"]["name"]
+        if head == "resources" and len(rest) == 3 and rest[2] != "id":
+            return bundle.doc["resources"][rest[0]][rest[1]][rest[2]]
+        return None
+
+    def substitute(item: Any, depth: int = 0) -> Any:
+        assert depth < 10, f"bundle: references in a cycle at {item!r}"
+        if isinstance(item, dict):
+            return {key: substitute(child, depth) for key, child in item.items()}
+        if isinstance(item, list):
+            return [substitute(child, depth) for child in item]
+        if not isinstance(item, str):
+            return item
+        whole = REFERENCE.fullmatch(item)
+        if whole and isinstance(lookup(whole.group(1)), dict | list):
+            return substitute(lookup(whole.group(1)), depth + 1)
+
+        def one(match: re.Match[str]) -> str:
+            found = lookup(match.group(1))
+            return match.group(0) if found is None else str(substitute(found, depth + 1))
+
+        return JOB_PARAMETER_REFERENCE.sub(lambda m: str(parameters[m.group(1)]), REFERENCE.sub(one, item))
+
+    return substitute(value)
 
 
 def _task_command(bundle: Bundle, job_key: str, task: dict[str, Any]) -> list[str] | None:
@@ -338,7 +383,11 @@ def test_modes_are_ones_the_cli_knows(bundle):
 
 def test_every_named_file_exists(bundle):
     assert len(bundle.files) > 1, "bundle.yml includes no resource file"
-    assert set(bundle.job_sources.values()) == set(bundle.files[1:]), "an included file declares no job"
+    for path in bundle.files[1:]:
+        included = _read_yaml(path)
+        targets = included.get("targets", {}).values()
+        declared = [included.get("resources"), *((target or {}).get("resources") for target in targets)]
+        assert any(declared), f"{path.name} declares no resource"
     for key, _, task in bundle.tasks():
         for kind, field in (("spark_python_task", "python_file"), ("notebook_task", "notebook_path")):
             if kind in task:
@@ -378,27 +427,78 @@ def test_tasks_run_code_the_wheel_installs(bundle):
             assert "from lakeforge.cli import main" in source, f"job {key}: the file does not run the lakeforge CLI"
 
 
-def test_task_parameters_parse_and_load_config(bundle, variables):
+def _task_settings(bundle: Bundle, target: str) -> Iterator[tuple[str, dict[str, Any], argparse.Namespace]]:
+    """(job key, task, parsed CLI arguments) of every task that runs lakeforge code, resolved for `target`."""
     parser = cli.build_parser()
-    checked = 0
     for key, job, task in bundle.tasks():
         command = _task_command(bundle, key, task)
         if command is None:
             continue
-        argv = [_resolve(arg, variables, job) for arg in command]
+        argv = resolve(command, bundle, target, job)
         try:
-            args = parser.parse_args(argv)
+            yield key, task, parser.parse_args(argv)
         except SystemExit:
             pytest.fail(f"job {key} task {task['task_key']}: the lakeforge CLI refuses {argv}")
+
+
+def test_task_parameters_parse_and_load_config(bundle):
+    resources = resolve(bundle.doc["resources"], bundle)
+    checked = 0
+    for key, _, args in _task_settings(bundle, "dev"):
         if args.command == "run":
-            assert set(args.steps) <= set(cli.STEPS), argv
+            assert set(args.steps) <= set(cli.STEPS), args
             settings = load_settings(args.use_case, args.env, overrides=args.set)
             assert settings.env.spark.mode == "databricks", f"job {key}: runs with --env {args.env}"
-            assert settings.env.catalog == variables["catalog"]
-            assert settings.env.tracking.model_schema == variables["model_schema"]
-            assert settings.use_case.training.experiment == variables["experiment"]
+            assert settings.env.catalog == target_variables(bundle, "dev")["catalog"]
+            assert settings.env.tracking.model_schema == resources["schemas"]["models"]["name"]
+            assert tracking.experiment_name(settings) == resources["experiments"]["lakeforge"]["name"]
+            model = resources["registered_models"]["lakeforge"]
+            expected = f"{model['catalog_name']}.{model['schema_name']}.{model['name']}"
+            assert tracking.registered_model_name(settings) == expected
         checked += 1
     assert checked >= 9
+
+
+def test_the_declared_model_is_the_use_cases_own(bundle):
+    variables = target_variables(bundle, "dev")
+    settings = load_settings(variables["use_case"], "databricks")
+    assert variables["model_name"] == settings.use_case.training.model_name
+
+
+def deployment_identity(settings: Any) -> dict[str, str]:
+    """What a deployment owns: its catalog and tables, its model (and so its aliases), experiment and files."""
+    return {
+        "catalog": settings.env.catalog,
+        "table": settings.table("silver", next(iter(settings.use_case.sources))),
+        "model": tracking.registered_model_name(settings),
+        "experiment": tracking.experiment_name(settings),
+        **{f"path {name}": settings.env.path(name) for name in ("landing", "reports", "gx_project", "artifacts")},
+    }
+
+
+def test_no_two_targets_share_a_table_a_model_an_experiment_or_files(bundle):
+    owners: dict[tuple[str, str], str] = {}
+    for target in bundle.doc["targets"]:
+        identity: dict[str, str] = {}
+        for key, _, args in _task_settings(bundle, target):
+            settings = load_settings(args.use_case, args.env, overrides=args.set)
+            # generate-data writes landing files only: its tracking settings are never read.
+            owned = deployment_identity(settings)
+            for name, value in owned.items() if args.command == "run" else []:
+                assert identity.setdefault(name, value) == value, f"target {target}: job {key} has another {name}"
+            for name in ("catalog", "path landing"):
+                assert owned[name] == identity.get(name, owned[name]), f"target {target}: job {key} has another {name}"
+        for thing in identity.items():
+            assert thing not in owners, f"targets {owners.get(thing)} and {target} share {thing[0]} {thing[1]}"
+            owners[thing] = target
+    assert set(owners.values()) == set(bundle.doc["targets"])
+
+
+def test_the_isolation_check_finds_two_targets_on_one_catalog(bundle):
+    shared = copy.deepcopy(bundle)
+    shared.doc["targets"]["staging"]["variables"]["catalog"] = target_variables(bundle, "prod")["catalog"]
+    with pytest.raises(AssertionError, match="share catalog"):
+        test_no_two_targets_share_a_table_a_model_an_experiment_or_files(shared)
 
 
 def test_every_job_file_runs_in_the_bundle(bundle):
@@ -448,7 +548,7 @@ def test_monitor_starts_training_only_when_the_retrain_value_is_true(bundle):
 
 
 @pytest.mark.parametrize(("retrain", "expected"), [(True, "true"), (False, "false")])
-def test_monitor_publishes_the_value_the_condition_reads(bundle, variables, monkeypatch, retrain, expected):
+def test_monitor_publishes_the_value_the_condition_reads(bundle, monkeypatch, retrain, expected):
     from lakeforge import monitoring
 
     published = {}
@@ -457,7 +557,7 @@ def test_monitor_publishes_the_value_the_condition_reads(bundle, variables, monk
     runtime.dbutils = types.SimpleNamespace(jobs=types.SimpleNamespace(taskValues=task_values))
     monkeypatch.setitem(sys.modules, "databricks.sdk.runtime", runtime)
     (job_key, job, task), *_ = _step_tasks(bundle, "monitor")
-    args = cli.build_parser().parse_args([_resolve(a, variables, job) for a in _task_command(bundle, job_key, task)])
+    args = cli.build_parser().parse_args(resolve(_task_command(bundle, job_key, task), bundle, job=job))
     settings = load_settings(args.use_case, args.env, overrides=args.set)
     monitoring.publish_task_value(settings, RetrainingDecision(retrain=retrain, reasons=["drift"]))
     condition = next(t["condition_task"] for t in job["tasks"] if "condition_task" in t)
@@ -466,10 +566,16 @@ def test_monitor_publishes_the_value_the_condition_reads(bundle, variables, monk
     assert (published[key] == condition["right"]) is retrain
 
 
-def test_references_name_declared_variables_and_jobs(bundle, variables):
+def test_references_name_declared_variables_and_resources(bundle, variables):
     text = json.dumps(bundle.doc)
     assert set(VARIABLE_REFERENCE.findall(text)) <= set(variables)
     assert set(RESOURCE_REFERENCE.findall(text)) <= set(bundle.jobs())
+    for kind, key, field in RESOURCE_FIELD_REFERENCE.findall(text):
+        declared = bundle.doc["resources"].get(kind, {}).get(key)
+        assert declared is not None, f"${{resources.{kind}.{key}.{field}}} names no declared resource"
+        assert field == "id" or field in declared, f"${{resources.{kind}.{key}.{field}}}: the resource sets no {field}"
+    for target in bundle.doc["targets"]:
+        assert set(target_variables(bundle, target)) == set(variables), f"target {target} sets an undeclared variable"
 
 
 def test_score_runs_daily_in_utc(bundle):
@@ -480,8 +586,12 @@ def test_score_runs_daily_in_utc(bundle):
     assert schedule["timezone_id"] == "UTC"
 
 
-def test_spark_tasks_run_on_classic_ml_clusters_with_limits(bundle, variables):
+def test_spark_tasks_run_on_the_one_classic_ml_cluster_with_limits(bundle, variables):
     assert "-ml-" in variables["spark_version"], "Spark ML needs a Databricks ML runtime"
+    cluster = resolve("${var.cluster}", bundle)
+    assert cluster["spark_version"] == variables["spark_version"]
+    assert cluster["node_type_id"] == variables["node_type_id"]
+    assert cluster["spark_env_vars"]["LAKEFORGE_CONF"] == "${workspace.file_path}/conf"
     for key, job, task in bundle.tasks():
         if "condition_task" in task:
             continue
@@ -490,10 +600,8 @@ def test_spark_tasks_run_on_classic_ml_clusters_with_limits(bundle, variables):
             continue
         assert "max_retries" in task, f"job {key} task {task['task_key']}"
         clusters = {c["job_cluster_key"]: c["new_cluster"] for c in job.get("job_clusters", [])}
-        cluster = clusters.get(task.get("job_cluster_key"))
-        assert cluster, f"job {key} task {task['task_key']} runs on no job cluster of its job"
-        assert cluster["spark_version"] == "${var.spark_version}" and cluster["node_type_id"] == "${var.node_type_id}"
-        assert cluster["spark_env_vars"]["LAKEFORGE_CONF"] == "${workspace.file_path}/conf"
+        assert task.get("job_cluster_key") in clusters, f"job {key} task {task['task_key']} runs on no job cluster"
+        assert clusters[task["job_cluster_key"]] == "${var.cluster}", f"job {key}: a cluster of its own"
         assert job.get("max_concurrent_runs") == 1, f"job {key}: concurrent runs would race on the same tables"
 
 

@@ -283,6 +283,18 @@ def test_environment_rejects_unknown_spark_mode(tmp_path):
     assert error.value.key == "spark.mode"
 
 
+def test_paths_name_the_catalog_of_the_environment(tmp_path):
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "uc.yml").write_text(
+        "spark: {mode: databricks}\npaths:\n  landing: /Volumes/{catalog}/raw/in\n"
+    )
+    assert load_environment("uc", tmp_path, {"catalog": "lakeforge_staging"}).path("landing") == (
+        "/Volumes/lakeforge_staging/raw/in"
+    )
+    with pytest.raises(ConfigError, match=r"paths landing name \{catalog\}, and no catalog is set"):
+        load_environment("uc", tmp_path)
+
+
 @pytest.mark.parametrize("name", ["gold", "_x1", "daily_revenue"])
 def test_identifiers_accepted(name):
     assert check_identifier(name) == name

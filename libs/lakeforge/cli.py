@@ -36,8 +36,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
     from lakeforge.datagen import BatchSpec, check_scenario, generate_batch, generator
     from lakeforge.platforms import Platform
 
-    use_case = load_use_case(args.use_case)
-    env = load_environment(args.env)
+    settings = load_settings(args.use_case, args.env, overrides=args.set)
+    use_case, env = settings.use_case, settings.env
     generator(use_case)
     check_scenario(use_case, args.scenario)
     spark = Platform(env).session("lakeforge-generate")
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(usage_error=sub.error)
         return sub
 
-    generate = command("generate-data", "write raw landing files with realistic defects", use_case, seed)
+    generate = command("generate-data", "write raw landing files with realistic defects", use_case, seed, overrides)
     generate.add_argument("--batch", type=_not_negative, default=0, help="first batch: 0 is history, 1.. new days")
     generate.add_argument("--batches", type=_positive, default=1, help="how many consecutive batches to write")
     generate.add_argument("--scenario", help="a named drift scenario of the use case's generator (churn: price_rise)")

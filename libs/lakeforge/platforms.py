@@ -78,7 +78,10 @@ class Platform:
         return session.build_session(self.env, app_name, self.master)
 
     def experiment_name(self, name: str) -> str:
-        """Databricks keeps experiments in the workspace tree; elsewhere the name is the path."""
+        """The deployment's own experiment path when it declares one; else Databricks keeps experiments in the
+        workspace tree, and elsewhere the name is the path."""
+        if self.env.tracking.experiment_path:
+            return self.env.tracking.experiment_path
         return f"/Shared/lakeforge/{name}" if self.env.tracking.tracking_uri == "databricks" else name
 
     def set_task_value(self, key: str, value: str) -> bool:

@@ -10,9 +10,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lakeforge.config.fields import Identifier, Strict
+
+CATALOG_PLACEHOLDER = "{catalog}"
 
 
 def lakeforge_home() -> Path:
@@ -25,12 +27,15 @@ class Tracking(Strict):
 
     Unset, runs go to an embedded SQLite store under LAKEFORGE_HOME (no server). Set `tracking_uri`
     to an `http://` MLflow server or `databricks`; `registry_uri` `databricks-uc` registers models
-    in Unity Catalog as `catalog.schema.model`.
+    in Unity Catalog as `catalog.schema.model`. `experiment_path` names the experiment's workspace path when
+    a deployment declares the experiment itself (the bundle does, one per target); unset, it is derived from
+    the use case's `training.experiment`.
     """
 
     tracking_uri: str | None = None
     registry_uri: str | None = None
     model_schema: str | None = None
+    experiment_path: str | None = None
 
 
 class SparkSettings(Strict):
@@ -50,7 +55,8 @@ class Schemas(Strict):
 
 
 class Paths(Strict):
-    """Folders; relative ones are resolved under LAKEFORGE_HOME."""
+    """Folders; relative ones are resolved under LAKEFORGE_HOME. `{catalog}` stands for the environment's catalog
+    (a Unity Catalog volume per catalog keeps each deployment target's files apart)."""
 
     landing: str = "landing"
     data_docs: str = "reports/data_docs"
@@ -88,9 +94,16 @@ class Environment(Strict):
     tracking: Tracking = Tracking()
     retraining: Retraining = Retraining()
 
+    @model_validator(mode="after")
+    def _catalog_for_paths(self) -> Environment:
+        needing = [name for name, value in self.paths if CATALOG_PLACEHOLDER in value]
+        if needing and not self.catalog:
+            raise ValueError(f"paths {', '.join(needing)} name {CATALOG_PLACEHOLDER}, and no catalog is set")
+        return self
+
     def path(self, name: str) -> str:
         """An absolute path for one of `paths`, resolved under LAKEFORGE_HOME when relative."""
-        raw = getattr(self.paths, name)
+        raw = getattr(self.paths, name).replace(CATALOG_PLACEHOLDER, self.catalog or CATALOG_PLACEHOLDER)
         if "://" in raw or raw.startswith("/"):
             return raw
         return str(lakeforge_home() / raw)
