@@ -35,6 +35,8 @@ USE_CASE = os.environ.get("LAKEFORGE_USE_CASE", "churn")
 ENV = os.environ.get("LAKEFORGE_ENV", "cluster")
 OVERRIDES = [arg for pair in os.environ.get("LAKEFORGE_SET", "").split() for arg in ("--set", pair)]
 RETRIES = int(os.environ.get("LAKEFORGE_RETRIES", "2"))
+# Airflow's venv has no delta-spark to derive it from: tests/test_architecture.py checks it is lakeforge's own
+# (lakeforge.session.delta_package(), from the installed delta-spark and pyspark).
 DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.4.0"
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "libs" / "lakeforge"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "libs" / "lakeforge"
 # Stages of the model half in data-flow order; each may import earlier ones only.
 MODEL_STAGES = ["training_data", "training", "gate", "scoring", "monitoring"]
 # The data half, landing to features, in the same order.
@@ -131,3 +134,19 @@ def test_config_is_a_package_that_imports_only_shared_helpers():
     """Use-case schema, environment schema and loading, each its own module; no stage, no validation."""
     assert {path.stem for path in _sources("config")} >= {"fields", "use_case", "environment", "settings", "loading"}
     assert lakeforge_imports("config") == {"errors", "globs", "table_ref"}
+
+
+DELTA_COORDINATE = re.compile(r"io\.delta:delta-[\w.-]+:[\w.-]+")
+
+
+def test_the_delta_jar_everywhere_is_the_one_the_installed_delta_spark_needs():
+    from lakeforge.session import delta_package
+
+    expected = delta_package()
+    assert expected.endswith(":" + importlib.metadata.version("delta-spark"))
+    readers = [REPO / "README.md", *REPO.glob("dags/*.py"), *REPO.glob("scripts/*.sh"), *REPO.glob("conf/**/*.yml")]
+    named = {path: set(DELTA_COORDINATE.findall(path.read_text())) for path in readers}
+    assert any(named.values()), "the check reads no file that names the jar"
+    assert {path.name: found for path, found in named.items() if found - {expected}} == {}
+    written = [path.name for path in REPO.glob("libs/**/*.py") if DELTA_COORDINATE.search(path.read_text())]
+    assert written == [], "libs derive the coordinate; they never write it"

@@ -15,7 +15,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import FEW_PARTITIONS, ONE_TRIAL, set_arguments
-from lakeforge.session import DELTA_PACKAGE
+from lakeforge.session import delta_package
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["ingest", "silver", "gold", "features", "train", "gate", "score"]
@@ -48,7 +48,7 @@ def cluster_home(pipeline_run, tmp_path_factory):
         command = [
             str(Path(sys.executable).with_name("spark-submit")),
             "--master", f"spark://127.0.0.1:{port}",
-            "--packages", DELTA_PACKAGE,
+            "--packages", delta_package(),
             "--conf", f"spark.pyspark.python={sys.executable}",
             str(REPO / "libs" / "lakeforge" / "cli.py"),
             "run", *STEPS, "--use-case", "churn", "--env", "cluster",

@@ -23,7 +23,7 @@ import yaml
 
 from conftest import SHUFFLE_PARTITIONS
 from lakeforge.config import load_environment
-from lakeforge.session import DELTA_PACKAGE, spark_conf
+from lakeforge.session import delta_package, spark_conf
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
@@ -208,7 +208,7 @@ def test_shared_environment_keeps_the_metastore_in_postgresql():
     assert conf["spark.hadoop.javax.jdo.option.ConnectionURL"].startswith("jdbc:postgresql://127.0.0.1:")
     assert conf["spark.hadoop.javax.jdo.option.ConnectionDriverName"] == "org.postgresql.Driver"
     packages = conf["spark.jars.packages"].split(",")
-    assert DELTA_PACKAGE in packages and any(p.startswith("org.postgresql:postgresql:") for p in packages)
+    assert delta_package() in packages and any(p.startswith("org.postgresql:postgresql:") for p in packages)
     assert not any("password" in key.lower() for key in conf), "no password in config: trust on loopback"
 
 

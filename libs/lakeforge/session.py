@@ -10,6 +10,7 @@ the first run downloads them into the Ivy cache, later runs resolve offline.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import sys
@@ -19,7 +20,7 @@ from lakeforge import atomic
 from lakeforge.config import Environment, lakeforge_home
 from lakeforge.errors import JavaMissingError
 
-DELTA_PACKAGE = "io.delta:delta-spark_4.1_2.13:4.4.0"
+SCALA_VERSION = "2.13"
 LOCAL_DEFAULTS = {
     "spark.ui.showConsoleProgress": "true",
     "spark.sql.shuffle.partitions": "8",
@@ -44,13 +45,28 @@ def require_java() -> None:
         )
 
 
+def delta_package() -> str:
+    """The Delta jar's Maven coordinate for the installed delta-spark and pyspark (derived as delta's own
+    `configure_spark_with_delta_pip` does), so the jar and the Python package never disagree. The only place
+    the coordinate is made: the DAG and scripts/spark-cluster.sh are tested to agree with it."""
+    import pyspark
+
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_{SCALA_VERSION}:{importlib.metadata.version('delta-spark')}"
+
+
+def jar_packages(env: Environment) -> str:
+    """Delta's jar, then the packages the environment adds (`spark.jars.packages` in its Spark conf)."""
+    extra = [p.strip() for p in env.spark.conf.get("spark.jars.packages", "").split(",") if p.strip()]
+    return ",".join([delta_package(), *(p for p in extra if not p.startswith("io.delta:"))])
+
+
 def spark_conf(env: Environment, app_name: str, master: str | None = None) -> dict[str, str]:
     """Every Spark setting for a local or cluster session (also written out for spark-sql and beeline)."""
     warehouse = env.path("warehouse")
     metastore = env.path("metastore")
     conf = {
         "spark.app.name": app_name,
-        "spark.jars.packages": DELTA_PACKAGE,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.catalogImplementation": "hive",
@@ -60,6 +76,7 @@ def spark_conf(env: Environment, app_name: str, master: str | None = None) -> di
         "spark.pyspark.python": sys.executable,
         **LOCAL_DEFAULTS,
         **env.spark.conf,
+        "spark.jars.packages": jar_packages(env),
     }
     if master:
         conf["spark.master"] = master
