@@ -22,6 +22,7 @@ from lakeforge import (
     drift,
     modeling,
     monitoring,
+    offline_docs,
     pipeline,
     reference,
     scoring,
@@ -91,6 +92,8 @@ def test_report_is_evidently_html_logged_to_mlflow(monitored):
     settings, result = monitored
     html = Path(result.report).read_text(encoding="utf-8")
     assert "Data Drift Summary" in html and "orders_30d" in html and "monthly_fee" in html
+    # Opened offline it renders whole: Evidently inlines its scripts, and nothing is loaded from elsewhere.
+    assert offline_docs.remote_assets(html) == []
     runs = mlflow.search_runs(filter_string=f"tags.scoring_date = '{result.scoring_date}'", output_format="list")
     assert runs, "no monitoring run in MLflow"
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "drift")]

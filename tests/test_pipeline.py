@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
-from lakeforge import bronze, gold, silver, tables
+from lakeforge import bronze, gold, offline_docs, silver, tables
 from lakeforge.config import Expectation, Settings, load_use_case
 from lakeforge.datagen import BatchSpec, generate_batch, read_manifest
 from lakeforge.errors import AccountingMismatch, ValidationFailed
@@ -160,9 +161,23 @@ def test_gx_counts_match_rows_tagged_in_quarantine(spark, medallion):
         assert tagged == result["unexpected_count"], result["expectation"]
 
 
-def test_data_docs_rendered(medallion):
-    index = Path(medallion.env.path("data_docs")) / "index.html"
-    assert "churn_orders" in index.read_text()
+def test_data_docs_open_offline_with_every_validation(spark, medallion):
+    docs = Path(medallion.env.path("data_docs"))
+    page = (docs / "index.html").read_text()
+    assert "<script" not in page and "<link" not in page, "the index loads nothing"
+    referenced = re.findall(r'(?:src|href)="([^"]+)"', page)
+    missing = [ref for ref in referenced if "://" in ref or not (docs / ref).is_file()]
+    assert referenced and missing == [], f"the index points at what is not on disk: {missing}"
+    results = _table(spark, medallion, "ops", "validation_results").collect()
+    for table_name in {row["table_name"] for row in results}:
+        assert f"<td>{table_name}</td>" in page
+    for row in results:
+        if not row["success"]:
+            assert row["expectation"] in page, row["expectation"]
+    # GX's result pages render their tables without scripts: the failed expectation is in the page's text.
+    linked = [docs / ref for ref in referenced if ref.startswith("validations/")]
+    assert linked and all("expect_" in path.read_text() for path in linked)
+    assert (docs / offline_docs.GX_INDEX).is_file()
 
 
 def test_gold_agrees_with_silver(spark, medallion):

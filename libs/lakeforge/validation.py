@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakeforge import offline_docs
 from lakeforge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -227,7 +228,10 @@ def _validate(
 
 
 def build_data_docs(project_dir: str, docs_dir: str) -> Path:
-    """Render every stored validation result as the GX Data Docs HTML site; return its index page."""
+    """Render every stored validation result as the GX Data Docs HTML site, then the index that opens offline
+    (`offline_docs`; GX's own index is kept as `gx-index.html`); return the index page."""
     Path(docs_dir).mkdir(parents=True, exist_ok=True)
-    _context(project_dir, docs_dir).build_data_docs(site_names=["lakeforge"])
-    return Path(docs_dir) / "index.html"
+    context = _context(project_dir, docs_dir)
+    context.build_data_docs(site_names=["lakeforge"])
+    results_dir = Path(context.root_directory) / "uncommitted" / "validations"
+    return offline_docs.write_index(results_dir, Path(docs_dir))
