@@ -105,3 +105,18 @@ with DAG(
     first_train >> first_gate >> score
     score >> monitor >> retraining_decision() >> [retrain, no_retraining]
     retrain >> regate
+
+
+# Weekly table upkeep (`lakeforge run maintain`): OPTIMIZE and VACUUM every table, keeping the versions live
+# models read. Sundays at 04:00, when the daily run is done; a run of one at a time.
+with DAG(
+    dag_id=f"lakeforge_{USE_CASE}_maintain",
+    description="weekly Delta upkeep: compaction and VACUUM, keeping what live models read",
+    schedule="0 4 * * 0",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": RETRIES, "retry_delay": timedelta(minutes=5)},
+    tags=["lakeforge"],
+) as maintain_dag:
+    spark_job("maintain")

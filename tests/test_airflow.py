@@ -72,7 +72,13 @@ tasks = {
     }
     for task_id, task in dag.task_dict.items()
 }
-print(json.dumps({"follows": follows, "tasks": tasks}))
+upkeep = module.maintain_dag
+maintain = {
+    "schedule": str(upkeep.schedule),
+    "tasks": {task_id: getattr(task, "application_args", None) for task_id, task in upkeep.task_dict.items()},
+    "application": getattr(upkeep.get_task("maintain"), "application", None),
+}
+print(json.dumps({"follows": follows, "tasks": tasks, "maintain": maintain}))
 """
 
 
@@ -100,3 +106,7 @@ def test_retraining_branch_follows_the_decision_file_and_reruns_train_and_gate(t
         assert {**tasks[branch_task], "downstream": None} == {**tasks[bootstrap_task], "downstream": None}
     assert tasks["retrain"]["application"] == str(REPO / "jobs" / "train.py")
     assert tasks["regate"]["application"] == str(REPO / "jobs" / "gate.py")
+    # Table upkeep is a DAG of its own, weekly, with the daily jobs' arguments.
+    maintain = found["maintain"]
+    assert maintain["schedule"] == "0 4 * * 0" and maintain["application"] == str(REPO / "jobs" / "maintain.py")
+    assert maintain["tasks"] == {"maintain": tasks["score"]["application_args"]}

@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=[*STEPS, *STEP_ALIASES, "all"],
         metavar="STEP",
-        help=f"{', '.join(STEPS)} or all (`validate` is the old name of `gate`)",
+        help=f"{', '.join(STEPS)} or all (every step but maintain; `validate` is the old name of `gate`)",
     )
     run.add_argument(
         "--date",

@@ -127,6 +127,33 @@ def _monitor(spark, settings: Settings, options: StepOptions, state: RunState) -
     )
 
 
+def _maintain(spark, settings: Settings, options: StepOptions, state: RunState) -> None:
+    from lakeforge import upkeep
+
+    reports = upkeep.run(spark, settings, pinned_versions(settings))
+    kept = [report for report in reports if report.kept_for]
+    log.info("maintain: %d tables compacted and vacuumed, %d kept longer for a live model", len(reports), len(kept))
+
+
+def pinned_versions(settings: Settings) -> dict[str, list]:
+    """The Delta versions live models read by time travel: the training sets of the champion and challenger
+    (`reproduce` and the monitor's fallback rebuild them), by table."""
+    from lakeforge import tracking, training_data, upkeep
+
+    if settings.use_case.training is None:
+        return {}
+    tracking.configure(settings)
+    name = tracking.registered_model_name(settings)
+    pins: dict[str, list] = {}
+    for alias in (tracking.CHAMPION, tracking.CHALLENGER):
+        version = tracking.version_by_alias(name, alias)
+        if version is None:
+            continue
+        for table, table_version in training_data.logged_run_versions(version.run_id).items():
+            pins.setdefault(table, []).append(upkeep.Pin(table_version, f"the {alias} ({name} v{version.version})"))
+    return pins
+
+
 STEPS: dict[str, Callable] = {
     "ingest": _ingest,
     "silver": _silver,
@@ -136,7 +163,10 @@ STEPS: dict[str, Callable] = {
     "gate": _gate,
     "score": _score,
     "monitor": _monitor,
+    "maintain": _maintain,
 }
+# Steps `all` (the daily run) leaves out: table upkeep runs weekly, on its own schedule.
+NOT_DAILY = ("maintain",)
 # The use case section a step needs: without it the step has nothing to do.
 SECTIONS = {"features": "features", "train": "training", "gate": "training", "score": "scoring"}
 SECTIONS["monitor"] = "monitoring"
@@ -176,7 +206,8 @@ def champion_version(settings: Settings) -> str | None:
 def expand(steps: list[str]) -> list[tuple[str, bool]]:
     """The step names in order, each marked whether it came from `all` (and so may be skipped)."""
     named = [STEP_ALIASES.get(step, step) for step in steps]
-    return [(name, step == "all") for step in named for name in (STEPS if step == "all" else [step])]
+    daily = [name for name in STEPS if name not in NOT_DAILY]
+    return [(name, step == "all") for step in named for name in (daily if step == "all" else [step])]
 
 
 def run_steps(spark, settings: Settings, steps: list[str], options: StepOptions | None = None) -> RunState:

@@ -106,6 +106,11 @@ def logged_versions(lineage: dict[str, Any]) -> dict[str, int]:
     return {tables.quoted_name(table): int(version) for table, version in lineage["versions"].items()}
 
 
+def logged_run_versions(run_id: str) -> dict[str, int]:
+    """The Delta version of every table a training run's training set was built from."""
+    return logged_versions(mlflow.artifacts.load_dict(f"runs:/{run_id}/{LINEAGE_ARTIFACT}"))
+
+
 def logged_training_set(spark: SparkSession, settings: Settings, run_id: str) -> tuple[Training, PreparedData]:
     """A training run's own config and its training set, rebuilt from the Delta versions it logged."""
     training = logged_training(run_id)

@@ -83,6 +83,14 @@ class Retraining(Strict):
     timeout_minutes: int = Field(default=120, ge=1)
 
 
+class Maintenance(Strict):
+    """`lakeforge run maintain`: VACUUM keeps the files of every version younger than `retain_hours` (Delta's
+    default is 168, 7 days; below it the environment overrides Delta's safety check, so keep it there wherever
+    another process may read or write the tables). Versions that live models read are kept regardless."""
+
+    retain_hours: int = Field(default=168, ge=0)
+
+
 class Environment(Strict):
     """Where the jobs run: Spark settings, catalog and schema names, paths."""
 
@@ -93,6 +101,7 @@ class Environment(Strict):
     paths: Paths = Paths()
     tracking: Tracking = Tracking()
     retraining: Retraining = Retraining()
+    maintenance: Maintenance = Maintenance()
 
     @model_validator(mode="after")
     def _catalog_for_paths(self) -> Environment:
