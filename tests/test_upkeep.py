@@ -1,4 +1,5 @@
-"""`lakeforge run maintain`: compaction keeps contents, VACUUM keeps every version a live model reads."""
+"""`lakeforge run maintain`: compaction keeps contents, VACUUM keeps every version a live model reads (the
+champion's `reproduce` after the shortest retention is checked end to end in test_production_settings)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import pytest
 from pyspark.errors import AnalysisException
 from pyspark.sql import functions as F
 
-from conftest import CHURN_ROWS, make_environment, with_training
-from lakeforge import bronze, feature_store, gate, gold, pipeline, silver, tables, training, upkeep
+from conftest import make_environment
+from lakeforge import upkeep
 from lakeforge.config import Settings, load_use_case
 from lakeforge.config.environment import Maintenance
-from lakeforge.datagen import BatchSpec, generate_batch
 
 NOW = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
 
@@ -111,43 +111,3 @@ def test_views_and_missing_schemas_are_left_alone(spark, small_files):
     assert found == [small_files.table("silver", "events")]
     with pytest.raises(AnalysisException):
         spark.sql(f"DESCRIBE DETAIL {small_files.table('silver', 'events_view')}").collect()
-
-
-@pytest.fixture(scope="module")
-def champion_after_a_new_day(spark, tmp_path_factory):
-    """Churn through features, a champion trained on it, then a new day through the medallion and features,
-    so the champion's training set reads versions that are no longer the latest."""
-    root = tmp_path_factory.mktemp("upkeep-champion")
-    base = Settings(use_case=load_use_case("churn"), env=make_environment(root, "upkeepc"))
-    settings = with_training(base, root / "mlflow")
-    steps = (bronze, silver, gold, feature_store)
-    generate_batch(spark, settings.use_case, settings.env.path("landing"), BatchSpec(CHURN_ROWS, 11, 0))
-    for step in steps:
-        step.run(spark, settings)
-    trained = training.run(spark, settings)
-    assert gate.run(spark, settings).promoted
-    generate_batch(spark, settings.use_case, settings.env.path("landing"), BatchSpec(CHURN_ROWS, 11, 1))
-    for step in steps:
-        step.run(spark, settings)
-    no_retention = settings.env.model_copy(update={"maintenance": Maintenance(retain_hours=0)})
-    return settings.model_copy(update={"env": no_retention}), trained
-
-
-def test_reproduce_still_matches_after_the_shortest_retention(spark, champion_after_a_new_day):
-    settings, trained = champion_after_a_new_day
-    pins = pipeline.pinned_versions(settings)
-    latest = {table: tables.table_version(spark, table) for table in pins}
-    assert any(pin.version < latest[table] for table, table_pins in pins.items() for pin in table_pins), (
-        "the new day moved some table the champion read past the version it pinned"
-    )
-    reports = {report.table: report for report in upkeep.run(spark, settings, pins)}
-    pinned = {tables.quoted_name(table): table_pins for table, table_pins in pins.items()}
-    for table, table_pins in pinned.items():
-        assert reports[table].readable_from <= min(pin.version for pin in table_pins), reports[table]
-    kept = [report for table, report in reports.items() if table in pinned and report.kept_for]
-    assert kept and all("the champion" in report.kept_for for report in kept)
-    unpinned = [report for table, report in reports.items() if table not in pinned]
-    assert unpinned and all(report.kept_for is None and report.retain_hours == 0 for report in unpinned)
-    comparison = training.reproduce(spark, settings, trained.run_id)
-    for values in comparison.values():
-        assert values["reproduced"] == pytest.approx(values["logged"], abs=1e-6)

@@ -9,6 +9,7 @@ dedup must be exactly one per distinct key (counted separately), or the run fail
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
@@ -305,8 +306,10 @@ def run(spark: SparkSession, settings: Settings, validate: bool = True) -> dict[
     tables.ensure_schema(spark, settings.schema("silver"))
     tables.ensure_schema(spark, settings.schema("ops"))
     sources = settings.use_case.sources
+    started = dt.datetime.now(dt.UTC)
     counts = tables.for_each_table(sources, lambda name: refine_source(spark, settings, name, validate))
     if validate:
-        index = validation.build_data_docs(settings.env.path("gx_project"), settings.env.path("data_docs"))
+        gx_project, data_docs = settings.env.path("gx_project"), settings.env.path("data_docs")
+        index = validation.build_data_docs(gx_project, data_docs, since=started)
         log.info("silver: Data Docs at %s", index)
     return counts

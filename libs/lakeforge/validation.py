@@ -10,6 +10,7 @@ datasource is created with `persist=False`: the caller persists the batch once a
 from __future__ import annotations
 
 import ast
+import datetime as dt
 import json
 import logging
 import os
@@ -227,11 +228,26 @@ def _validate(
     return ValidationOutcome(table=table, outcomes=outcomes)
 
 
-def build_data_docs(project_dir: str, docs_dir: str) -> Path:
-    """Render every stored validation result as the GX Data Docs HTML site, then the index that opens offline
-    (`offline_docs`; GX's own index is kept as `gx-index.html`); return the index page."""
+def build_data_docs(project_dir: str, docs_dir: str, since: dt.datetime | None = None) -> Path:
+    """Render the stored validation results as the GX Data Docs HTML site, then the index that opens offline
+    (`offline_docs`; GX's own index is kept as `gx-index.html`); return the index page.
+
+    With `since`, only the results validated since then and their suites are rendered (the pages of older
+    results stay as they were written): a daily run renders its own results, not the whole history again.
+    """
     Path(docs_dir).mkdir(parents=True, exist_ok=True)
     context = _context(project_dir, docs_dir)
-    context.build_data_docs(site_names=["lakeforge"])
+    changed = None
+    if since is not None:
+        results = [key for key in context.validation_results_store.list_keys() if _run_time(key) >= since]
+        changed = results + list({key.expectation_suite_identifier for key in results})
+    if changed is None or changed:  # GX reads an empty list as "everything"
+        context.build_data_docs(site_names=["lakeforge"], resource_identifiers=changed)
     results_dir = Path(context.root_directory) / "uncommitted" / "validations"
     return offline_docs.write_index(results_dir, Path(docs_dir))
+
+
+def _run_time(key: Any) -> dt.datetime:
+    """When a stored result was validated (UTC). GX names the folder by the UTC time and reads it back labelled
+    with the machine's local zone: the wall clock is UTC whatever the label says."""
+    return key.run_id.run_time.replace(tzinfo=dt.UTC)

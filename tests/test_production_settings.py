@@ -1,0 +1,103 @@
+"""The main path on Spark as it ships: every other test runs Spark interpreted, without adaptive execution and
+on the C1 compiler (conftest's JAVA_TOOL_OPTIONS); here the jobs run as processes with JAVA_TOOL_OPTIONS
+cleared and the shipped `local` environment's settings (code generation and AQE on, its shuffle partitions).
+
+One history and a new day through `run all`, the weekly `maintain` with no retention (the shortest there is),
+then `reproduce` of the champion within the tolerance the fast tests hold it to, and a rerun of `score` that
+gives the same predictions bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from conftest import ONE_TRIAL, set_arguments
+
+LAKEFORGE = Path(sys.executable).with_name("lakeforge")
+ROWS = 3000
+
+
+def _lakeforge(arguments: list[str], env: dict[str, str], log: Path) -> str:
+    with log.open("a") as out:
+        out.write(f"\n$ lakeforge {' '.join(arguments)}\n")
+    done = subprocess.run(
+        [str(LAKEFORGE), *arguments], env=env, capture_output=True, text=True, check=False, timeout=1200
+    )
+    with log.open("a") as out:
+        out.write(done.stdout + done.stderr)
+    if done.returncode:
+        pytest.fail(f"lakeforge {' '.join(arguments[:2])} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def production_run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("production")
+    log = home / "run.log"
+    env = {key: value for key, value in os.environ.items() if key != "JAVA_TOOL_OPTIONS"}
+    env.update(LAKEFORGE_HOME=str(home / "lakeforge"), SPARK_LOCAL_IP="127.0.0.1")
+    use_case = ["--use-case", "churn"]
+    one_trial = set_arguments(ONE_TRIAL)
+    outputs = {}
+    _lakeforge(["generate-data", *use_case, "--rows", str(ROWS), "--seed", "5"], env, log)
+    outputs["first"] = _lakeforge(["run", "all", *use_case, *one_trial, "-v"], env, log)
+    _lakeforge(["generate-data", *use_case, "--rows", str(ROWS), "--seed", "5", "--batch", "1"], env, log)
+    outputs["day"] = _lakeforge(["run", "all", *use_case, *one_trial, "-v"], env, log)
+    no_retention = set_arguments(["env.maintenance.retain_hours=0"])
+    outputs["maintain"] = _lakeforge(["run", "maintain", *use_case, *no_retention], env, log)
+    champion = json.loads((home / "lakeforge" / "reports" / "models" / "churn" / "champion.json").read_text())
+    outputs["reproduce"] = _lakeforge(["reproduce", champion["run_id"], *use_case, "--tolerance", "1e-6"], env, log)
+    return home / "lakeforge", champion, outputs, env, log
+
+
+def test_the_jvms_ran_with_code_generation_and_adaptive_execution(production_run):
+    _, _, outputs, env, _ = production_run
+    assert "JAVA_TOOL_OPTIONS" not in env
+    assert "Picked up JAVA_TOOL_OPTIONS" not in outputs["first"]
+
+
+def test_run_all_trains_a_champion_then_the_new_day_is_scored_and_monitored(spark, production_run):
+    home, champion, _, _, _ = production_run
+    assert champion["model_name"] == "churn_classifier" and champion["version"] == "1"
+    warehouse = home / "warehouse"
+    predictions = spark.read.format("delta").load(str(warehouse / "gold.db" / "churn_predictions"))
+    entities = spark.read.format("delta").load(str(warehouse / "gold.db" / "customer_entity"))
+    dates = [row[0] for row in predictions.select("scoring_date").distinct().orderBy("scoring_date").collect()]
+    assert len(dates) == 2, "the first run and the new day each scored a date"
+    latest = predictions.where(F.col("scoring_date") == dates[-1])
+    assert latest.count() == latest.select("customer_id").distinct().count() > 0
+    assert latest.count() <= entities.count()
+    decision = json.loads((home / "reports" / "monitoring" / "churn" / "decision.json").read_text())
+    assert "retrain" in decision and isinstance(decision["reasons"], list)
+
+
+def test_maintain_kept_what_the_champion_reads_and_reproduce_matches(production_run):
+    _, _, outputs, _, _ = production_run
+    kept = re.findall(r"maintain (\S+): retention \d+ h instead of 0 h, for the champion", outputs["maintain"])
+    assert kept, outputs["maintain"][-3000:]
+    compacted = re.findall(r"files (\d+) -> (\d+)", outputs["maintain"])
+    assert compacted and all(int(after) <= int(before) for before, after in compacted)
+    differences = re.findall(r"^(\w+)\s+\S+\s+\S+\s+([-+]\d\.\d+e[-+]\d+)$", outputs["reproduce"], re.MULTILINE)
+    assert {metric for metric, _ in differences} >= {"auc_roc", "log_loss"}
+    assert all(abs(float(difference)) <= 1e-6 for _, difference in differences)
+
+
+def test_a_rerun_of_score_gives_the_same_predictions_bit_for_bit(spark, production_run):
+    home, _, _, env, log = production_run
+    table = str(home / "warehouse" / "gold.db" / "churn_predictions")
+
+    def scores() -> list[tuple]:
+        rows = spark.read.format("delta").load(table).select("scoring_date", "customer_id", "score", "predicted_label")
+        return sorted(tuple(row) for row in rows.collect())
+
+    before = scores()
+    _lakeforge(["run", "score", "--use-case", "churn"], env, log)
+    assert scores() == before
