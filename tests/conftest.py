@@ -31,7 +31,8 @@ from lakeforge.config import Environment, Paths, Schemas, SearchDimension, Setti
 # description the listener receives for each query is the simple one. Measured on the feature and training
 # tests, in one process: 315 and 322 s with Spark's defaults, 289 and 285 s with AQE off, 274 s with the
 # simple description as well (CPU 398 s against 360 s).
-# The README main command and the benchmarks keep Spark's defaults.
+# The README main command and the benchmarks keep Spark's defaults, and so do the jobs test_production_settings
+# starts (it clears this variable for them): the main path is also tested on Spark as it ships.
 TEST_JVM_OPTIONS = (
     "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=512m"
     " -Dspark.sql.codegen.wholeStage=false -Dspark.sql.codegen.factoryMode=NO_CODEGEN"
@@ -237,11 +238,14 @@ def pytest_collection_modifyitems(items):
     output (its DAG, the cluster run, the notebooks) share one session fixture and run their own Spark
     processes, so they run on one worker while the in-process Spark tests run on the other. The SQL
     server test also runs only processes of its own (PostgreSQL, Thrift, a writer job) and joins the
-    first group; so do the crash test (a driver process it kills), the maintenance use case, the CLI, the
-    own-data and the medallion pipeline tests, which share no fixture with the in-process tests, so that the
-    two groups end close together (in CI: 25 min of pytest with the medallion tests in the second group,
-    its simulation fixture alone 11 min)."""
-    own_fixtures = {"test_crash.py", "test_maintenance.py", "test_cli.py", "test_own_data.py", "test_pipeline.py"}
+    first group; so do the crash test (a driver process it kills), the production-settings run, the
+    maintenance use case, the CLI, the own-data and the medallion pipeline tests, which share no fixture with
+    the in-process tests, so that the two groups end close together (in CI: 21 min of pytest before the
+    production-settings run joined, the in-process group's simulation fixture alone 10 min)."""
+    own_fixtures = {
+        *("test_crash.py", "test_maintenance.py", "test_cli.py", "test_own_data.py", "test_pipeline.py"),
+        "test_production_settings.py",
+    }
     for item in items:
         own_processes = {"pipeline_run", "sql_server"} & set(item.fixturenames)
         group = "pipeline" if own_processes or item.path.name in own_fixtures else "in_process"

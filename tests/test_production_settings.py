@@ -105,5 +105,6 @@ def test_a_rerun_of_score_gives_the_same_predictions_bit_for_bit(spark, producti
         return sorted(tuple(row) for row in rows.collect())
 
     before = scores()
-    _lakeforge(["run", "score", "--use-case", "churn"], env, log)
+    (scored,) = {row[0] for row in before}
+    _lakeforge(["run", "score", "--use-case", "churn", "--date", scored.isoformat()], env, log)
     assert scores() == before
