@@ -72,15 +72,20 @@ def retraining_fired(path: Path) -> bool:
     return path.is_file() and bool(json.loads(path.read_text()).get("retrain"))
 
 
+# Both DAGs: no backfill, one run at a time, each task retried.
+RUN_ONE_AT_A_TIME = {
+    "start_date": datetime(2026, 1, 1),
+    "catchup": False,
+    "max_active_runs": 1,
+    "default_args": {"retries": RETRIES, "retry_delay": timedelta(minutes=5)},
+    "tags": ["lakeforge"],
+}
+
 with DAG(
     dag_id=f"lakeforge_{USE_CASE}",
     description="raw files to monitored predictions on open-source Spark",
     schedule="@daily",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"retries": RETRIES, "retry_delay": timedelta(minutes=5)},
-    tags=["lakeforge"],
+    **RUN_ONE_AT_A_TIME,
 ) as dag:
     ingest, silver, gold, features = (spark_job(step) for step in ("ingest", "silver", "gold", "features"))
     score = spark_job("score")
@@ -113,10 +118,6 @@ with DAG(
     dag_id=f"lakeforge_{USE_CASE}_maintain",
     description="weekly Delta upkeep: compaction and VACUUM, keeping what live models read",
     schedule="0 4 * * 0",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args={"retries": RETRIES, "retry_delay": timedelta(minutes=5)},
-    tags=["lakeforge"],
+    **RUN_ONE_AT_A_TIME,
 ) as maintain_dag:
     spark_job("maintain")
