@@ -53,6 +53,13 @@ def production_run(spark, tmp_path_factory):
     churn, landing = load_use_case("churn"), str(home / "lakeforge" / "landing")
     generate_batch(spark, churn, landing, BatchSpec(ROWS, 5, 0))
     outputs["first"] = _lakeforge(["run", "all", *use_case, *one_trial], env, log)
+    # The score rerun comes before the new day: features as of a date may change when late records for it
+    # arrive (cancellations come weeks late), and the rerun is meant to see the same inputs.
+    predictions = home / "lakeforge" / "warehouse" / "gold.db" / "churn_predictions"
+    scored = {"first": _scores(spark, predictions)}
+    (date,) = {row[0] for row in scored["first"]}
+    _lakeforge(["run", "score", *use_case, "--date", date.isoformat()], env, log)
+    scored["rerun"] = _scores(spark, predictions)
     # A new day to the feature tables: the champion's training set now reads versions that are not the latest.
     generate_batch(spark, churn, landing, BatchSpec(ROWS, 5, 1))
     outputs["day"] = _lakeforge(["run", "ingest", "silver", "gold", "features", *use_case], env, log)
@@ -60,7 +67,12 @@ def production_run(spark, tmp_path_factory):
     outputs["maintain"] = _lakeforge(["run", "maintain", *use_case, *no_retention], env, log)
     champion = json.loads((home / "lakeforge" / "reports" / "models" / "churn" / "champion.json").read_text())
     outputs["reproduce"] = _lakeforge(["reproduce", champion["run_id"], *use_case, "--tolerance", "1e-6"], env, log)
-    return home / "lakeforge", champion, outputs, env, log
+    return home / "lakeforge", champion, outputs, env, scored
+
+
+def _scores(spark, table: Path) -> list[tuple]:
+    rows = spark.read.format("delta").load(str(table)).select("scoring_date", "customer_id", "score", "predicted_label")
+    return sorted(tuple(row) for row in rows.collect())
 
 
 def test_the_jvms_ran_with_code_generation_and_adaptive_execution(production_run):
@@ -96,15 +108,6 @@ def test_maintain_kept_what_the_champion_reads_and_reproduce_matches(production_
     assert all(abs(float(difference)) <= 1e-6 for _, difference in differences)
 
 
-def test_a_rerun_of_score_gives_the_same_predictions_bit_for_bit(spark, production_run):
-    home, _, _, env, log = production_run
-    table = str(home / "warehouse" / "gold.db" / "churn_predictions")
-
-    def scores() -> list[tuple]:
-        rows = spark.read.format("delta").load(table).select("scoring_date", "customer_id", "score", "predicted_label")
-        return sorted(tuple(row) for row in rows.collect())
-
-    before = scores()
-    (scored,) = {row[0] for row in before}
-    _lakeforge(["run", "score", "--use-case", "churn", "--date", scored.isoformat()], env, log)
-    assert scores() == before
+def test_a_rerun_of_score_gives_the_same_predictions_bit_for_bit(production_run):
+    *_, scored = production_run
+    assert scored["first"] and scored["rerun"] == scored["first"]
