@@ -20,7 +20,8 @@ import time
 import mlflow
 
 from lakeforge import training
-from lakeforge.config import SearchDimension, Settings, SingleNode
+from lakeforge.config import SearchDimension, Settings
+from lakeforge.config.use_case import SingleNode
 from workspace import churn_workspace
 
 

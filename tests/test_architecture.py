@@ -150,3 +150,13 @@ def test_the_delta_jar_everywhere_is_the_one_the_installed_delta_spark_needs():
     assert {path.name: found for path, found in named.items() if found - {expected}} == {}
     written = [path.name for path in REPO.glob("libs/**/*.py") if DELTA_COORDINATE.search(path.read_text())]
     assert written == [], "libs derive the coordinate; they never write it"
+
+
+@pytest.mark.parametrize("script", sorted(path.stem for path in (REPO / "bench").glob("*.py")))
+def test_every_benchmark_imports(script, monkeypatch):
+    """Benchmarks run by hand: a rename in the package must not leave one that no longer starts."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    module = importlib.import_module(script)
+    assert callable(getattr(module, "main", None)) or script == "workspace"
