@@ -55,13 +55,8 @@ def table_states(spark: SparkSession, settings: Settings) -> list[TableState]:
     """Each table in the environment's five schemas: its Delta version, last write and operation."""
     states = []
     for layer in LAYERS:
-        schema = settings.schema(layer)
-        if not spark.catalog.databaseExists(schema.replace("`", "")):
-            continue
-        for table in sorted(spark.sql(f"SHOW TABLES IN {schema}").collect(), key=lambda row: row.tableName):
-            if table.isTemporary:
-                continue
-            name = settings.table_ref(layer, table.tableName)
+        for table_name in tables.schema_tables(spark, settings.schema(layer)):
+            name = settings.table_ref(layer, table_name)
             try:
                 last = spark.sql(f"DESCRIBE HISTORY {name.sql} LIMIT 1").first()
             except Exception:  # a view, or a table that is not Delta: listed without a version

@@ -51,6 +51,15 @@ def ensure_schema(spark: SparkSession, schema: str) -> None:
     spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
 
+def schema_tables(spark: SparkSession, schema: str) -> list[str]:
+    """The names of the permanent tables and views of `schema` (quoted SQL name), sorted; none when the schema
+    does not exist."""
+    if not spark.catalog.databaseExists(schema.replace("`", "")):
+        return []
+    rows = spark.sql(f"SHOW TABLES IN {schema}").where("NOT isTemporary").collect()
+    return sorted(row["tableName"] for row in rows)
+
+
 def plain_name(table: str) -> str:
     """`schema.table` as people write it (see `TableRef`)."""
     return TableRef.parse(table).plain

@@ -128,11 +128,8 @@ def delta_tables(spark: SparkSession, settings: Settings) -> list[str]:
     """Every Delta table in the environment's schemas (views and other formats left out)."""
     found = []
     for layer in LAYERS:
-        schema = settings.schema(layer)
-        if not spark.catalog.databaseExists(schema.replace("`", "")):
-            continue
-        for row in spark.sql(f"SHOW TABLES IN {schema}").where("NOT isTemporary").collect():
-            table = settings.table(layer, row["tableName"])
+        for name in tables.schema_tables(spark, settings.schema(layer)):
+            table = settings.table(layer, name)
             if _is_delta(spark, table):
                 found.append(table)
     return found
