@@ -35,6 +35,16 @@ RESULTS_TABLE = "validation_results"
 
 
 @dataclass(frozen=True)
+class BronzeRange:
+    """The bronze versions one silver run of a source reads, and the run's id."""
+
+    name: str
+    start: int
+    end: int
+    run_id: str
+
+
+@dataclass(frozen=True)
 class SilverCounts:
     """What one silver run did with the rows it read."""
 
@@ -201,12 +211,12 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
         log.info("silver %s: nothing new in bronze", name)
         return None
     started = time.monotonic()
-    run_id = f"silver:{name}:{start}-{end}:{uuid.uuid4().hex[:8]}"
+    batch = BronzeRange(name, start, end, f"silver:{name}:{start}-{end}:{uuid.uuid4().hex[:8]}")
     # Typed once and kept: GX reads the batch once per metric group, then the counts, the quarantine
     # and the MERGE read it again.
     typed = type_columns(tables.read_appended_rows(spark, bronze, start, end), source).persist()
     try:
-        counts = _refine(spark, settings, name, typed, run_id, validate, start, end)
+        counts = _refine(spark, settings, batch, typed, validate)
     finally:
         typed.unpersist()
     log.info("silver %s: %s in %.1fs", name, counts, time.monotonic() - started)
@@ -214,15 +224,9 @@ def refine_source(spark: SparkSession, settings: Settings, name: str, validate: 
 
 
 def _refine(
-    spark: SparkSession,
-    settings: Settings,
-    name: str,
-    typed: DataFrame,
-    run_id: str,
-    validate: bool,
-    start: int,
-    end: int,
+    spark: SparkSession, settings: Settings, batch: BronzeRange, typed: DataFrame, validate: bool
 ) -> SilverCounts:
+    name = batch.name
     source = settings.use_case.sources[name]
     outcome = None
     if validate:
@@ -239,7 +243,7 @@ def _refine(
     tagged = latest_per_key(add_expectation_failures(typed, quarantine_conditions), source.key, source.latest_by)
     tagged = tagged.persist()
     try:
-        return _write_outcomes(spark, settings, name, tagged, outcome, run_id, validate, start, end)
+        return _write_outcomes(spark, settings, batch, tagged, outcome)
     finally:
         tagged.unpersist()
 
@@ -247,14 +251,13 @@ def _refine(
 def _write_outcomes(
     spark: SparkSession,
     settings: Settings,
-    name: str,
+    batch: BronzeRange,
     tagged: DataFrame,
     outcome: validation.ValidationOutcome | None,
-    run_id: str,
-    validate: bool,
-    start: int,
-    end: int,
 ) -> SilverCounts:
+    """Check the counts and the `fail` expectations, then write quarantine, silver, results and audit.
+    `outcome` is None when the run did not validate."""
+    name, run_id, start, end = batch.name, batch.run_id, batch.start, batch.end
     source = settings.use_case.sources[name]
     bronze = settings.table("bronze", name)
     target = settings.table("silver", name)
@@ -290,7 +293,7 @@ def _write_outcomes(
                 counts.rows_merged,
                 counts.rows_quarantined,
                 counts.duplicates_collapsed,
-                bool(validate),
+                outcome is not None,
             )
         ],
         "run_id string, step string, source_table string, target_table string, source_start_version long, "
